@@ -1,0 +1,41 @@
+"""What every service of one running server shares, built once by ``mailsuite.tap``.
+
+Services receive this object instead of importing globals, so tests can build a context with
+in-memory fakes and a fake clock and drive a protocol over a string transport.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mailsuite.interfaces import IAccounts, IMailStore, ISpool
+
+
+@dataclass
+class ServerContext:
+    """The shared parts of one mailsuite process.
+
+    - ``config``: the frozen ``mailsuite.config.Config``.
+    - ``accounts``: an ``IAccounts`` (domains, users, aliases, passwords).
+    - ``store``: the ``IMailStore`` (Maildir tree).
+    - ``spool``: the outbound ``ISpool`` (None when the relay is not running).
+    - ``portal``: a ``twisted.cred.portal.Portal`` whose checker verifies
+      ``IUsernamePassword`` and whose realm hands out ``IAccountStore`` avatars.
+    - ``tls``: a ``mailsuite.tls.TLSSettings``; ``tls.server_options()`` returns the current
+      ``IOpenSSLServerConnectionCreator`` (for STARTTLS and implicit-TLS listeners; SIGHUP
+      swaps the certificate underneath).
+    - ``throttle``: a ``mailsuite.auth.LoginThrottle`` shared by SMTP AUTH, POP3 and IMAP.
+    - ``maillog``: a ``mailsuite.maillog.MailLog``, one line per mail event.
+    - ``reactor``: the reactor (also the clock for timeouts).
+    """
+
+    config: Any
+    accounts: IAccounts
+    store: IMailStore
+    spool: ISpool | None
+    portal: Any
+    tls: Any
+    throttle: Any
+    maillog: Any
+    reactor: Any

@@ -1,0 +1,1 @@
+"""IMAP4rev1 server with the extensions desktop clients use."""

@@ -1,0 +1,1 @@
+"""Outbound relay: durable spool, queue runner, MX routing, ESMTP client, bounces."""

@@ -1,0 +1,18 @@
+"""Settings of the SMTP listeners, read from the ``[smtp]`` table of the configuration."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    """``[smtp]``: limits and timeouts of the MX and submission listeners."""
+
+    max_message_size: int = 50 * 1024 * 1024  # SIZE advertised and enforced (bytes)
+    max_recipients: int = 100  # per transaction; more get 452 4.5.3
+    max_line_length: int = 1000  # command line (RFC 5321 4.5.3.1.4) and text line limit
+    max_errors: int = 10  # bad commands before the connection is closed
+    max_received_headers: int = 50  # loop detection: more gives 554 5.4.6
+    idle_timeout: float = 300.0  # seconds without a complete command
+    session_timeout: float = 3600.0  # seconds a whole session may last
+    max_connections: int = 500  # global limit across SMTP listeners
+    max_connections_per_ip: int = 20

@@ -1,0 +1,1 @@
+"""The Maildir store shared by every service."""

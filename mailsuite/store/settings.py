@@ -1,0 +1,13 @@
+"""Settings of the Maildir store, read from the ``[store]`` table of the configuration."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """``[store]``: durability and default quotas."""
+
+    fsync: bool = True  # never turn off in production: a 250 means the message is on disk
+    default_quota_bytes: int = 0  # 0 = unlimited
+    default_quota_messages: int = 0  # 0 = unlimited
+    tmp_max_age: float = 36 * 3600.0  # leftover tmp/ files older than this are removed
