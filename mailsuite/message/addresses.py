@@ -1,0 +1,177 @@
+"""RFC 5322 address lists (3.4) as IMAP ENVELOPE addresses (RFC 3501 7.4.2).
+
+Each address is ``[name, adl, mailbox, host]`` (each ``str`` or ``None``). A group
+``team: a@x, b@y;`` becomes a start marker ``[None, None, "team", None]``, its members, and an
+end marker ``[None, None, None, None]``, exactly as RFC 3501 represents it.
+
+Strings are raw header text (latin-1 ``str`` of the original octets): encoded words are left
+encoded, as IMAP clients decode them themselves. Quoted display names are unquoted; comments
+are dropped, except that a bare ``addr (Full Name)`` takes the comment as the name.
+The parser is lenient and total: any input gives some list, never an exception.
+"""
+
+from __future__ import annotations
+
+Address = list  # [name, adl, mailbox, host]
+
+_SPECIALS = frozenset('<>@,;:"[]()')
+_WSP = " \t\r\n"
+
+# Token kinds
+_ATOM, _QUOTED, _COMMENT, _LITERAL, _SPECIAL = range(5)
+
+
+def _tokenize(s: str) -> list[tuple[int, str]]:
+    tokens: list[tuple[int, str]] = []
+    pos, n = 0, len(s)
+    while pos < n:
+        c = s[pos]
+        if c in _WSP:
+            pos += 1
+        elif c == '"':
+            out = []
+            pos += 1
+            while pos < n and s[pos] != '"':
+                if s[pos] == "\\" and pos + 1 < n:
+                    pos += 1
+                out.append(s[pos])
+                pos += 1
+            pos += 1
+            tokens.append((_QUOTED, "".join(out)))
+        elif c == "(":
+            depth, out = 0, []
+            while pos < n:
+                c = s[pos]
+                if c == "\\" and pos + 1 < n:
+                    out.append(s[pos + 1])
+                    pos += 2
+                    continue
+                if c == "(":
+                    depth += 1
+                    if depth > 1:
+                        out.append(c)
+                elif c == ")":
+                    depth -= 1
+                    if depth == 0:
+                        pos += 1
+                        break
+                    out.append(c)
+                else:
+                    out.append(c)
+                pos += 1
+            tokens.append((_COMMENT, "".join(out)))
+        elif c == "[":
+            end = s.find("]", pos)
+            end = n if end < 0 else end + 1
+            tokens.append((_LITERAL, s[pos:end]))
+            pos = end
+        elif c in _SPECIALS:
+            tokens.append((_SPECIAL, c))
+            pos += 1
+        else:
+            start = pos
+            while pos < n and s[pos] not in _SPECIALS and s[pos] not in _WSP:
+                pos += 1
+            tokens.append((_ATOM, s[start:pos]))
+    return tokens
+
+
+def _phrase(tokens: list[tuple[int, str]]) -> str | None:
+    words = [text for kind, text in tokens if kind in (_ATOM, _QUOTED, _LITERAL)]
+    name = " ".join(w for w in words if w != "")
+    return name or None
+
+
+def _addr_spec(tokens: list[tuple[int, str]]) -> tuple[str | None, str | None]:
+    """(mailbox, host) from the tokens of an addr-spec."""
+    parts = [(k, t) for k, t in tokens if k != _COMMENT]
+    at = -1
+    for i, (kind, text) in enumerate(parts):
+        if kind == _SPECIAL and text == "@":
+            at = i
+    local_tokens = parts if at < 0 else parts[:at]
+    domain_tokens = [] if at < 0 else parts[at + 1 :]
+    local = "".join(_quote_local(k, t) for k, t in local_tokens if k != _SPECIAL or t == ".")
+    domain = "".join(t for k, t in domain_tokens if k in (_ATOM, _LITERAL))
+    if at < 0:
+        return (local or None), None
+    return local, domain
+
+
+def _quote_local(kind: int, text: str) -> str:
+    if kind == _QUOTED:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return text
+
+
+def _mailbox(tokens: list[tuple[int, str]]) -> Address | None:
+    """One mailbox (``name <addr>`` or ``addr``) as an IMAP address, None when empty."""
+    if not tokens:
+        return None
+    lt = next((i for i, (k, t) in enumerate(tokens) if k == _SPECIAL and t == "<"), -1)
+    if lt >= 0:
+        gt = next(
+            (i for i, (k, t) in enumerate(tokens) if i > lt and k == _SPECIAL and t == ">"),
+            len(tokens),
+        )
+        name = _phrase(tokens[:lt])
+        inner = [tok for tok in tokens[lt + 1 : gt] if tok[0] != _COMMENT]
+        adl = None
+        colon = next((i for i, (k, t) in enumerate(inner) if k == _SPECIAL and t == ":"), -1)
+        if colon >= 0 and inner and inner[0] == (_SPECIAL, "@"):
+            adl = "".join(t for _, t in inner[:colon]) or None
+            inner = inner[colon + 1 :]
+        mailbox, host = _addr_spec(inner)
+        if name is None:
+            comments = [t.strip() for k, t in tokens[gt + 1 :] if k == _COMMENT and t.strip()]
+            name = comments[-1] if comments else None
+        return [name, adl, mailbox if mailbox is not None else "", host]
+    mailbox, host = _addr_spec(tokens)
+    if mailbox is None and host is None:
+        return None
+    comments = [t.strip() for k, t in tokens if k == _COMMENT and t.strip()]
+    return [comments[-1] if comments else None, None, mailbox, host]
+
+
+def parse_address_list(value: str) -> list[Address] | None:
+    """An address-list header value to IMAP addresses; None when it holds no address."""
+    tokens = _tokenize(value)
+    out: list[Address] = []
+    current: list[tuple[int, str]] = []
+    in_group = False
+    angle = 0
+
+    def flush() -> None:
+        address = _mailbox(current)
+        if address is not None:
+            out.append(address)
+        current.clear()
+
+    for token in tokens:
+        kind, text = token
+        if kind == _SPECIAL:
+            if text == "<":
+                angle += 1
+            elif text == ">":
+                angle = max(0, angle - 1)
+            elif angle == 0:
+                if text == ":" and not in_group:
+                    out.append([None, None, _phrase(current) or "", None])
+                    current.clear()
+                    in_group = True
+                    continue
+                if text == ";" and in_group:
+                    flush()
+                    out.append([None, None, None, None])
+                    in_group = False
+                    continue
+                if text == ",":
+                    flush()
+                    continue
+                if text == ";":
+                    continue
+        current.append(token)
+    flush()
+    if in_group:
+        out.append([None, None, None, None])
+    return out or None

@@ -1,0 +1,239 @@
+"""Scan the raw bytes of a message into a tree of MIME entities with byte offsets.
+
+Nothing is re-serialised: every entity records where its header starts, where its body starts
+and where it ends in the original bytes, so sizes and sections match the stored file exactly,
+whether it uses CRLF or bare LF. The scan is linear per nesting level and bounded:
+``MAX_DEPTH`` levels of multipart / message/rfc822 nesting and ``MAX_PARTS`` entities in all;
+past either bound the content is kept as one opaque leaf.
+
+Line ending rules used everywhere (RFC 5322 2.2, RFC 2046 5.1.1, tolerant of bare LF):
+- the header ends at the first empty line (``\\r\\n`` or ``\\n`` alone); without one the whole
+  entity is header and the body is empty;
+- a boundary delimiter is ``--boundary`` at the start of a line, followed by optional white
+  space (or ``--`` for the close delimiter); the line break before it belongs to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mailsuite.message import headers as hdr
+
+MAX_DEPTH = 100  # nesting of multipart and message/rfc822 entities
+MAX_PARTS = 10_000  # entities in one message
+
+IDENTITY_ENCODINGS = frozenset({"7bit", "8bit", "binary"})
+
+DEFAULT_TYPE = ("text", "plain")
+DIGEST_DEFAULT_TYPE = ("message", "rfc822")
+
+
+@dataclass(slots=True)
+class HeaderField:
+    """One header field: ``name`` lower-cased (``b""`` for a line that is no field)."""
+
+    name: bytes
+    start: int  # first byte of the field
+    value_start: int  # first byte after the colon
+    end: int  # after the field's last line break
+
+
+@dataclass(slots=True)
+class Entity:
+    """One MIME entity (a message or a body part) located in the raw bytes."""
+
+    start: int  # first byte of the header
+    body_start: int  # first byte of the body (after the empty line)
+    end: int  # after the last byte of the body
+    fields: list[HeaderField]
+    maintype: str = "text"
+    subtype: str = "plain"
+    params: list[tuple[str, str]] = field(default_factory=list)
+    typed: bool = False  # a valid Content-Type was present
+    children: list["Entity"] = field(default_factory=list)  # multipart parts
+    message: "Entity | None" = None  # the encapsulated message of message/rfc822
+    opaque: bool = False  # structure not scanned (bound reached): render as a leaf
+
+    def field_value(self, raw: bytes, name: bytes) -> bytes | None:
+        """The unfolded value of the first field called ``name`` (lower case), or None."""
+        for f in self.fields:
+            if f.name == name:
+                return hdr.unfold(raw[f.value_start : f.end])
+        return None
+
+    @property
+    def is_multipart(self) -> bool:
+        return self.maintype == "multipart" and not self.opaque
+
+
+def split_header(raw: bytes, start: int, end: int) -> tuple[list[HeaderField], int]:
+    """Split the header at ``raw[start:end]`` into fields; return (fields, body start)."""
+    fields: list[HeaderField] = []
+    pos = start
+    current: HeaderField | None = None
+    find = raw.find
+    while pos < end:
+        lf = find(b"\n", pos, end)
+        line_end = end if lf < 0 else lf + 1
+        first = raw[pos]
+        if first == 0x0A or (first == 0x0D and line_end - pos == 2 and lf >= 0):
+            return fields, line_end  # the empty line ends the header
+        if (first == 0x20 or first == 0x09) and current is not None:
+            current.end = line_end  # continuation line (folding)
+        else:
+            colon = find(b":", pos, line_end)
+            name = b""
+            value_start = pos
+            if colon > pos:
+                candidate = raw[pos:colon].rstrip(b" \t")
+                if candidate and all(33 <= c <= 126 for c in candidate):
+                    name = candidate.lower()
+                    value_start = colon + 1
+            current = HeaderField(name, pos, value_start, line_end)
+            fields.append(current)
+        pos = line_end
+    return fields, end
+
+
+class _Budget:
+    """How many more entities a scan may create."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+
+def find_parts(
+    raw: bytes, start: int, end: int, boundary: bytes, budget: _Budget
+) -> list[tuple[int, int]]:
+    """The (start, end) spans of the parts of a multipart body ``raw[start:end]``.
+
+    Preamble and epilogue are skipped. A missing close delimiter (a truncated message) ends
+    the last part at ``end``.
+    """
+    delim = b"--" + boundary
+    dlen = len(delim)
+    spans: list[tuple[int, int]] = []
+    part_start = -1
+    pos = start
+    find = raw.find
+    while True:
+        i = find(delim, pos, end)
+        if i < 0:
+            break
+        if i > start and raw[i - 1] != 0x0A:
+            pos = i + 1
+            continue
+        after = i + dlen
+        lf = find(b"\n", after, end)
+        line_end = end if lf < 0 else lf + 1
+        is_close = after + 2 <= end and raw[after : after + 2] == b"--"
+        if not is_close and raw[after : line_end].strip(b" \t\r\n"):
+            pos = i + 1  # a longer boundary, not ours
+            continue
+        if part_start >= 0:
+            part_end = i
+            if part_end - 2 >= part_start and raw[part_end - 2 : part_end] == b"\r\n":
+                part_end -= 2
+            elif part_end - 1 >= part_start and raw[part_end - 1] == 0x0A:
+                part_end -= 1
+            spans.append((part_start, part_end))
+        if is_close:
+            return spans
+        if budget.left <= 0:
+            return spans  # out of budget: the rest of the body is not scanned
+        budget.left -= 1
+        part_start = line_end
+        pos = line_end
+    if part_start >= 0:
+        spans.append((part_start, end))
+    return spans
+
+
+def parse_entity(
+    raw: bytes,
+    start: int,
+    end: int,
+    depth: int = 0,
+    budget: _Budget | None = None,
+    default_type: tuple[str, str] = DEFAULT_TYPE,
+) -> Entity:
+    """Scan the entity at ``raw[start:end]`` and, recursively, its parts."""
+    if budget is None:
+        budget = _Budget(MAX_PARTS)
+    fields, body_start = split_header(raw, start, end)
+    entity = Entity(start, body_start, end, fields)
+    entity.maintype, entity.subtype = default_type
+    if default_type == DEFAULT_TYPE:
+        entity.params = [("charset", "us-ascii")]
+    ctype = entity.field_value(raw, b"content-type")
+    if ctype is not None:
+        parsed = hdr.parse_content_type(ctype.decode("latin-1"))
+        if parsed is not None:
+            entity.maintype, entity.subtype, entity.params = parsed
+            entity.typed = True
+        else:
+            entity.maintype, entity.subtype = DEFAULT_TYPE
+            entity.params = [("charset", "us-ascii")]
+    if entity.maintype == "multipart":
+        boundary = _param(entity.params, "boundary")
+        if not boundary or depth >= MAX_DEPTH or len(boundary) > 200:
+            entity.opaque = True
+            return entity
+        child_default = DIGEST_DEFAULT_TYPE if entity.subtype == "digest" else DEFAULT_TYPE
+        for s, e in find_parts(raw, body_start, end, boundary.encode("latin-1"), budget):
+            entity.children.append(parse_entity(raw, s, e, depth + 1, budget, child_default))
+        if not entity.children:
+            # RFC 3501 body-type-mpart needs one part: an empty text/plain stands in.
+            entity.children.append(Entity(end, end, end, [], params=[("charset", "us-ascii")]))
+    elif entity.maintype == "message" and entity.subtype in ("rfc822", "global"):
+        cte = entity.field_value(raw, b"content-transfer-encoding")
+        encoding = hdr.first_token(cte.decode("latin-1")) if cte else "7bit"
+        if depth >= MAX_DEPTH or encoding not in IDENTITY_ENCODINGS or budget.left <= 0:
+            entity.opaque = True
+            return entity
+        budget.left -= 1
+        entity.message = parse_entity(raw, body_start, end, depth + 1, budget)
+    return entity
+
+
+def _param(params: list[tuple[str, str]], name: str) -> str | None:
+    for key, value in params:
+        if key == name:
+            return value
+    return None
+
+
+def parse_message(raw: bytes) -> Entity:
+    """Scan a whole message."""
+    return parse_entity(raw, 0, len(raw))
+
+
+def parts_of_message(message: Entity) -> list[Entity]:
+    """RFC 3501 6.4.5 part numbering inside a message: a multipart message's parts are its
+    children; any other message has exactly one part, its body (the message itself)."""
+    if message.is_multipart:
+        return message.children
+    return [message]
+
+
+def subparts(entity: Entity) -> list[Entity]:
+    """The parts numbered below ``entity`` (part ``N.1``, ``N.2`` ...)."""
+    if entity.is_multipart:
+        return entity.children
+    if entity.message is not None:
+        return parts_of_message(entity.message)
+    return []
+
+
+def resolve(message: Entity, path: tuple[int, ...]) -> Entity | None:
+    """The entity for part number ``path`` (1-based), or None when there is no such part."""
+    candidates = parts_of_message(message)
+    entity: Entity | None = None
+    for number in path:
+        if number < 1 or number > len(candidates):
+            return None
+        entity = candidates[number - 1]
+        candidates = subparts(entity)
+    return entity
