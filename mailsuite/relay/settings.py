@@ -18,3 +18,13 @@ class RelaySettings:
     bounce_after: float = 5 * 86400.0  # give up and bounce after this long
     max_per_destination: int = 4  # concurrent connections to one destination
     max_connections: int = 50  # concurrent outbound connections in total
+    smarthost_cafile: str = ""  # PEM trust anchors for the smarthost certificate; "" = the system's
+    own_addresses: list[str] = field(default_factory=list)  # our MX addresses: an MX there is a loop
+    dns_timeouts: list[float] = field(default_factory=lambda: [1.0, 3.0, 11.0])  # per-try DNS timeouts
+    connect_timeout: float = 30.0  # seconds to establish a TCP connection
+    greeting_timeout: float = 300.0  # RFC 5321 4.5.3.2.1: initial 220
+    command_timeout: float = 300.0  # EHLO, STARTTLS, AUTH, MAIL (4.5.3.2.2), RCPT (4.5.3.2.3), RSET
+    data_init_timeout: float = 120.0  # RFC 5321 4.5.3.2.4: the 354 after DATA
+    data_block_timeout: float = 180.0  # RFC 5321 4.5.3.2.5: each write of the message may take this
+    data_end_timeout: float = 600.0  # RFC 5321 4.5.3.2.6: the reply after the final dot
+    max_messages_per_connection: int = 100  # reuse one connection for up to this many messages

@@ -1,0 +1,321 @@
+"""The durable outbound spool: one message file plus one JSON envelope file per queued message.
+
+Layout of the spool directory::
+
+    <id>.msg    the message bytes, exactly as accepted
+    <id>.json   the envelope: sender, recipients with per-recipient state, DSN parameters,
+                attempts, times, held flag
+    tmp/        files being written
+
+Every write goes tmp -> fsync -> rename -> fsync(dir). The message file is written first and the
+envelope last: the envelope's rename is the commit. At load time a message without an envelope is
+an incomplete enqueue and is removed; an envelope always has its message. State updates rewrite the
+envelope the same way, so a crash leaves either the old or the new state, never a torn file.
+
+Queue ids are 24 hex digits: 13 of microseconds since the epoch, 5 of a per-process counter and
+6 random, so they sort by arrival time and never collide between two nodes sharing a directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from mailsuite.interfaces import ISpool, SpoolEnvelope
+
+log = Logger()
+
+# Per-recipient states.
+PENDING = "pending"  # still to be delivered (never tried, or failed temporarily)
+DELIVERED = "delivered"  # accepted by the next hop or delivered into a local mailbox
+FAILED = "failed"  # failed permanently (5xx, expiry); a bounce is due unless NOTIFY forbids it
+FINAL_STATES = frozenset({DELIVERED, FAILED})
+
+ENVELOPE_VERSION = 1
+
+
+@dataclass
+class RecipientState:
+    """One recipient of a queued message and where its delivery stands."""
+
+    address: str
+    notify: list[str] = field(default_factory=list)
+    orcpt: str | None = None
+    state: str = PENDING
+    reply: str = ""  # the last reply or error text, e.g. "550 5.1.1 no such user"
+    status: str = ""  # the last enhanced status code, e.g. "5.1.1" (RFC 3463)
+    remote_mta: str = ""  # host name of the server that gave the reply
+    last_attempt: float | None = None
+    dsn_sent: bool = False  # the final DSN for this recipient has been queued
+    relayed_action: str = ""  # "delivered" or "relayed" once done (for SUCCESS DSNs)
+
+    @property
+    def domain(self) -> str:
+        """The domain part, lower case (empty for an address without one)."""
+        return self.address.rpartition("@")[2].lower()
+
+
+@dataclass
+class QueueItem:
+    """Everything the runner knows about one queued message (the JSON envelope file)."""
+
+    id: str
+    sender: str
+    recipients: list[RecipientState]
+    created: float
+    next_attempt: float
+    ret: str | None = None
+    envid: str | None = None
+    smtputf8: bool = False
+    body_8bit: bool = False
+    authenticated_user: str | None = None
+    attempts: int = 0
+    held: bool = False
+    delay_notified: bool = False
+    size: int = 0
+    is_dsn: bool = False  # this message is itself a delivery status notification
+
+    def pending(self) -> list[RecipientState]:
+        """Recipients still to be delivered."""
+        return [r for r in self.recipients if r.state == PENDING]
+
+    def last_error(self) -> str:
+        """The most recent failure text among pending recipients ('' if none)."""
+        tried = [r for r in self.recipients if r.reply and r.state != DELIVERED]
+        tried.sort(key=lambda r: r.last_attempt or 0.0)
+        return tried[-1].reply if tried else ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document written to ``<id>.json``."""
+        data = asdict(self)
+        data["version"] = ENVELOPE_VERSION
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "QueueItem":
+        """Parse an envelope file's document (unknown keys are ignored)."""
+        data = dict(data)
+        data.pop("version", None)
+        recipients = [RecipientState(**_known(RecipientState, r)) for r in data.pop("recipients")]
+        return cls(recipients=recipients, **_known(cls, data))
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+    return {k: v for k, v in data.items() if k in names}
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(tmp_dir: Path, final: Path, chunks: Iterable[bytes], sync_dir: bool) -> int:
+    """Write ``chunks`` to ``final`` through a tmp file (fsync, rename); return the size."""
+    tmp = tmp_dir / (final.name + "." + secrets.token_hex(4))
+    size = 0
+    with open(tmp, "wb") as f:
+        for chunk in chunks:
+            f.write(chunk)
+            size += len(chunk)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, final)
+    if sync_dir:
+        _fsync_dir(final.parent)
+    return size
+
+
+@implementer(ISpool)
+class Spool:
+    """The spool directory and the in-memory index of its items.
+
+    ``clock`` gives the time (``seconds()``). ``reactor``, when given, runs file I/O in its
+    thread pool; without it (unit tests with ``task.Clock``) I/O runs inline and the returned
+    Deferreds have already fired.
+    """
+
+    def __init__(self, directory: Path | str, clock: Any, reactor: Any = None) -> None:
+        self.directory = Path(directory)
+        self.tmp = self.directory / "tmp"
+        self.clock = clock
+        self._reactor = reactor
+        self.items: dict[str, QueueItem] = {}
+        self._locks: dict[str, defer.DeferredLock] = {}
+        self._counter = 0
+        self._listeners: list[Callable[[QueueItem], None]] = []
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(exist_ok=True)
+
+    # --- plumbing --------------------------------------------------------------------
+
+    def _io(self, fn: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
+        if self._reactor is None:
+            return defer.maybeDeferred(fn, *args)
+        from twisted.internet import threads
+
+        return threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(), fn, *args)
+
+    def new_id(self) -> str:
+        """A fresh queue id: sortable by time, unique across processes."""
+        self._counter = (self._counter + 1) % 0x100000
+        micros = int(self.clock.seconds() * 1_000_000)
+        return f"{micros:013x}{self._counter:05x}{secrets.token_hex(3)}"
+
+    def message_path(self, queue_id: str) -> Path:
+        return self.directory / f"{queue_id}.msg"
+
+    def envelope_path(self, queue_id: str) -> Path:
+        return self.directory / f"{queue_id}.json"
+
+    def on_enqueue(self, listener: Callable[[QueueItem], None]) -> None:
+        """Call ``listener(item)`` after each new item is durable (the runner's wake-up)."""
+        self._listeners.append(listener)
+
+    # --- ISpool ----------------------------------------------------------------------
+
+    def enqueue(self, envelope: SpoolEnvelope, message: bytes | Sequence[bytes]) -> defer.Deferred[str]:
+        """Store a message durably and return its queue id (see ``ISpool.enqueue``)."""
+        return defer.Deferred.fromCoroutine(self._enqueue(envelope, message, is_dsn=False))
+
+    def enqueue_dsn(self, sender: str, recipient: str, message: bytes) -> defer.Deferred[str]:
+        """Queue a delivery status notification (null reverse-path, RFC 3461 6.2)."""
+        envelope = SpoolEnvelope(sender=sender, recipients=(_recipient(recipient),))
+        return defer.Deferred.fromCoroutine(self._enqueue(envelope, message, is_dsn=True))
+
+    async def _enqueue(
+        self, envelope: SpoolEnvelope, message: bytes | Sequence[bytes], is_dsn: bool
+    ) -> str:
+        if not envelope.recipients:
+            raise ValueError("an envelope needs at least one recipient")
+        chunks = [message] if isinstance(message, (bytes, bytearray, memoryview)) else list(message)
+        now = self.clock.seconds()
+        item = QueueItem(
+            id=self.new_id(),
+            sender=envelope.sender,
+            recipients=[
+                RecipientState(address=r.address, notify=list(r.notify), orcpt=r.orcpt)
+                for r in envelope.recipients
+            ],
+            created=now,
+            next_attempt=now,
+            ret=envelope.ret,
+            envid=envelope.envid,
+            smtputf8=envelope.smtputf8,
+            body_8bit=envelope.body_8bit,
+            authenticated_user=envelope.authenticated_user,
+            size=sum(len(c) for c in chunks),
+            is_dsn=is_dsn,
+        )
+        document = json.dumps(item.to_json()).encode()
+        await self._io(self._write_new, item.id, chunks, document)
+        self.items[item.id] = item
+        for listener in list(self._listeners):
+            listener(item)
+        return item.id
+
+    def _write_new(self, queue_id: str, chunks: list[bytes], document: bytes) -> None:
+        _write_atomic(self.tmp, self.message_path(queue_id), chunks, sync_dir=False)
+        _write_atomic(self.tmp, self.envelope_path(queue_id), [document], sync_dir=True)
+
+    # --- updates ---------------------------------------------------------------------
+
+    def save(self, item: QueueItem) -> defer.Deferred[None]:
+        """Rewrite ``item``'s envelope atomically with its current state.
+
+        The state is serialised now; writes of one item are applied in call order.
+        """
+        document = json.dumps(item.to_json()).encode()
+        path = self.envelope_path(item.id)
+        lock = self._locks.setdefault(item.id, defer.DeferredLock())
+
+        def write() -> defer.Deferred[Any]:
+            if item.id not in self.items:  # removed meanwhile: do not resurrect it
+                return defer.succeed(None)
+            return self._io(_write_atomic, self.tmp, path, [document], False)
+
+        return lock.run(write).addCallback(lambda _: None)
+
+    def remove(self, queue_id: str) -> defer.Deferred[None]:
+        """Delete an item: the envelope first (the commit), then the message."""
+        self.items.pop(queue_id, None)
+        lock = self._locks.pop(queue_id, None) or defer.DeferredLock()
+        return lock.run(self._io, self._unlink, queue_id)
+
+    def _unlink(self, queue_id: str) -> None:
+        for path in (self.envelope_path(queue_id), self.message_path(queue_id)):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+        _fsync_dir(self.directory)
+
+    def read_message(self, queue_id: str) -> defer.Deferred[bytes]:
+        """The message bytes of an item (read off the reactor thread)."""
+        return self._io(self.message_path(queue_id).read_bytes)
+
+    # --- start-up --------------------------------------------------------------------
+
+    def load(self) -> list[QueueItem]:
+        """Read every envelope from disk into ``items`` (at start, before the runner runs).
+
+        Messages without an envelope are incomplete enqueues (never acknowledged) and are
+        removed; unreadable envelopes are left in place and logged.
+        """
+        self.items = {}
+        for path in self.tmp.iterdir():
+            path.unlink(missing_ok=True)
+        envelopes = {p.stem for p in self.directory.glob("*.json")}
+        for path in self.directory.glob("*.msg"):
+            if path.stem not in envelopes:
+                path.unlink(missing_ok=True)
+        for stem in sorted(envelopes):
+            try:
+                item = QueueItem.from_json(json.loads(self.envelope_path(stem).read_bytes()))
+            except (OSError, ValueError, TypeError, KeyError) as e:
+                log.error("unreadable spool envelope {path}: {err}", path=stem, err=str(e))
+                continue
+            if not self.message_path(stem).exists():
+                log.error("spool item {id} has no message file; skipped", id=stem)
+                continue
+            self.items[item.id] = item
+        return sorted(self.items.values(), key=lambda i: i.id)
+
+    def flush_writes(self) -> defer.Deferred[None]:
+        """Fires when every envelope write queued so far has finished."""
+        waits = [lock.run(defer.succeed, None) for lock in self._locks.values()]
+        return defer.gatherResults(waits).addCallback(lambda _: None)
+
+
+def _recipient(address: str) -> Any:
+    from mailsuite.interfaces import SpoolRecipient
+
+    return SpoolRecipient(address=address, notify=("NEVER",))
+
+
+def read_item(directory: Path | str, queue_id: str) -> QueueItem:
+    """Read one envelope straight from disk (for the CLI when the server is not running)."""
+    path = Path(directory) / f"{queue_id}.json"
+    return QueueItem.from_json(json.loads(path.read_bytes()))
+
+
+def read_all(directory: Path | str) -> list[QueueItem]:
+    """Every readable envelope in a spool directory, oldest first."""
+    out = []
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            out.append(QueueItem.from_json(json.loads(path.read_bytes())))
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+    return out
