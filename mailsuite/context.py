@@ -39,3 +39,6 @@ class ServerContext:
     throttle: Any
     maillog: Any
     reactor: Any
+    # The POP3 session registry (maildrop locks, RFC 2449 IN-USE) shared by the 110 and 995
+    # listeners of this process; created by ``mailsuite.pop3.service.pop3_factory``.
+    pop3_sessions: Any = None

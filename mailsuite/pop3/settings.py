@@ -11,3 +11,18 @@ class Pop3Settings:
     max_line_length: int = 512  # RFC 2449: 255 octets per argument, we allow a little more
     idle_timeout: float = 600.0  # RFC 1939: at least 10 minutes
     max_connections: int = 200
+    # Failed logins in one connection before it is closed (the shared LoginThrottle also
+    # delays every failure and blocks an address after repeated failures).
+    max_auth_failures: int = 3
+    # Unknown or malformed commands in one connection before it is closed.
+    max_bad_commands: int = 20
+    # RETR/TOP read the message file in chunks of this size; a message no larger than one
+    # chunk goes out in a single write with its status line.
+    chunk_size: int = 65536
+    # RFC 2449 LOGIN-DELAY: minimum seconds between two logins of one user; 0 = not enforced
+    # and not advertised.
+    login_delay: int = 0
+    # RFC 2449 EXPIRE: the retention policy advertised in CAPA ("NEVER" or a number of days);
+    # "" = not advertised. mailsuite does not delete old mail itself: a site that advertises a
+    # number of days must expire mail by its own means.
+    expire: str = ""
