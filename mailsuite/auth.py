@@ -1,0 +1,203 @@
+"""Authentication shared by SMTP AUTH, POP3 and IMAP: one twisted.cred portal and a throttle.
+
+- ``make_portal(accounts, store)``: a ``Portal`` with one checker (``IUsernamePassword``,
+  verified by ``IAccounts.check_password``) and one realm that hands out the user's
+  ``IAccountStore`` (``avatar.user`` is the canonical address).
+- ``LoginThrottle(clock)``: every failed login from an address costs a growing delay before the
+  failure is answered; ``FAILURES_TO_BLOCK`` failures within ``WINDOW`` seconds block the address
+  for ``BLOCK_FOR`` seconds. IPv6 clients are counted per /64. Memory is bounded.
+- ``login(...)``: the two together, as a protocol uses them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.cred import credentials, error, portal
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.internet import defer, task
+from zope.interface import implementer
+
+from mailsuite.interfaces import IAccounts, IAccountStore, IMailStore
+
+__all__ = ["make_portal", "AccountsChecker", "MailRealm", "LoginThrottle", "login", "LoginBlocked"]
+
+
+@implementer(ICredentialsChecker)
+class AccountsChecker:
+    """Checks ``IUsernamePassword`` against ``IAccounts.check_password`` (off the reactor)."""
+
+    credentialInterfaces = (credentials.IUsernamePassword,)
+
+    def __init__(self, accounts: IAccounts) -> None:
+        self._accounts = accounts
+
+    def requestAvatarId(self, creds: Any) -> defer.Deferred[str]:  # noqa: N802 (Twisted name)
+        try:
+            username = _text(creds.username)
+            password = _text(creds.password)
+        except UnicodeDecodeError:
+            return defer.fail(error.UnauthorizedLogin("credentials are not UTF-8"))
+
+        def decide(user: str | None) -> str:
+            if user is None:
+                raise error.UnauthorizedLogin("bad username or password")
+            return user
+
+        return self._accounts.check_password(username, password).addCallback(decide)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+@implementer(portal.IRealm)
+class MailRealm:
+    """Hands out ``IAccountStore`` avatars: the user's mail in the store."""
+
+    def __init__(self, store: IMailStore) -> None:
+        self._store = store
+
+    def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> tuple:  # noqa: N802,N803
+        if IAccountStore not in interfaces:
+            raise NotImplementedError("this realm only provides IAccountStore")
+        user = _text(avatarId)
+        avatar = self._store.account(user)
+        return IAccountStore, avatar, lambda: None
+
+
+def make_portal(accounts: IAccounts, store: IMailStore) -> portal.Portal:
+    """The portal every protocol logs in through."""
+    return portal.Portal(MailRealm(store), [AccountsChecker(accounts)])
+
+
+# --- throttling --------------------------------------------------------------------------
+
+
+@dataclass
+class _Record:
+    failures: list[float] = field(default_factory=list)
+    blocked_until: float = 0.0
+
+
+class LoginThrottle:
+    """Per-client-address cost of failed logins.
+
+    A protocol calls ``is_blocked(ip)`` before trying a login (answer as for a failure, without
+    checking the password), ``record_failure(ip)`` then waits ``delay_for(ip)`` seconds before
+    answering a failure, and ``record_success(ip)`` after a good login.
+    """
+
+    BASE_DELAY = 1.0  # seconds after the first failure; doubles each time
+    MAX_DELAY = 16.0
+    FAILURES_TO_BLOCK = 10
+    WINDOW = 600.0  # failures older than this are forgotten
+    BLOCK_FOR = 900.0
+    MAX_TRACKED = 10_000  # addresses remembered at once (least recently seen are dropped)
+
+    def __init__(self, clock: Any) -> None:
+        self._clock = clock
+        self._records: OrderedDict[str, _Record] = OrderedDict()
+
+    @staticmethod
+    def _key(ip: str) -> str:
+        try:
+            addr = ipaddress.ip_address(ip.split("%", 1)[0])
+        except ValueError:
+            return ip
+        if isinstance(addr, ipaddress.IPv6Address):
+            if addr.ipv4_mapped is not None:
+                return str(addr.ipv4_mapped)
+            return str(ipaddress.IPv6Network((addr, 64), strict=False))
+        return str(addr)
+
+    def _get(self, ip: str, create: bool) -> _Record | None:
+        key = self._key(ip)
+        record = self._records.get(key)
+        now = self._clock.seconds()
+        if record is not None:
+            record.failures = [t for t in record.failures if now - t < self.WINDOW]
+            if not record.failures and record.blocked_until <= now:
+                del self._records[key]
+                record = None
+        if record is None and create:
+            record = self._records[key] = _Record()
+            while len(self._records) > self.MAX_TRACKED:
+                self._records.popitem(last=False)
+        if record is not None:
+            self._records.move_to_end(key)
+        return record
+
+    def delay_for(self, ip: str) -> float:
+        """Seconds to wait before answering the latest failure (0.0 without failures)."""
+        record = self._get(ip, create=False)
+        if record is None or not record.failures:
+            return 0.0
+        return min(self.MAX_DELAY, self.BASE_DELAY * 2 ** (len(record.failures) - 1))
+
+    def record_failure(self, ip: str) -> None:
+        """Count a failed login from ``ip``; block it after too many."""
+        record = self._get(ip, create=True)
+        assert record is not None
+        now = self._clock.seconds()
+        record.failures.append(now)
+        if len(record.failures) >= self.FAILURES_TO_BLOCK:
+            record.blocked_until = now + self.BLOCK_FOR
+            record.failures.clear()
+
+    def record_success(self, ip: str) -> None:
+        """A good login clears the failure count (not an active block)."""
+        record = self._get(ip, create=False)
+        if record is not None:
+            record.failures.clear()
+
+    def is_blocked(self, ip: str) -> bool:
+        """True while ``ip`` may not even try."""
+        record = self._get(ip, create=False)
+        return record is not None and record.blocked_until > self._clock.seconds()
+
+
+class LoginBlocked(error.UnauthorizedLogin):
+    """The client address is blocked after too many failures (no password was checked)."""
+
+
+async def _login(
+    auth_portal: portal.Portal,
+    throttle: LoginThrottle,
+    clock: Any,
+    ip: str,
+    username: str | bytes,
+    password: str | bytes,
+) -> tuple[Any, Any, Any]:
+    if throttle.is_blocked(ip):
+        raise LoginBlocked("too many failed logins from this address")
+    creds = credentials.UsernamePassword(username, password)
+    try:
+        result = await auth_portal.login(creds, None, IAccountStore)
+    except error.UnauthorizedLogin:
+        throttle.record_failure(ip)
+        await task.deferLater(clock, throttle.delay_for(ip), lambda: None)
+        raise
+    throttle.record_success(ip)
+    return result
+
+
+def login(
+    auth_portal: portal.Portal,
+    throttle: LoginThrottle,
+    clock: Any,
+    ip: str,
+    username: str | bytes,
+    password: str | bytes,
+) -> defer.Deferred[tuple[Any, Any, Any]]:
+    """Deferred[(IAccountStore, avatar, logout)]: a throttled login.
+
+    Fails with ``LoginBlocked`` at once for a blocked address, or with ``UnauthorizedLogin``
+    after the throttle's delay for a wrong password.
+    """
+    return defer.Deferred.fromCoroutine(
+        _login(auth_portal, throttle, clock, ip, username, password)
+    )

@@ -1,0 +1,95 @@
+"""The mail log: one line per mail event, for operators (apart from debug tracing).
+
+``MailLog.log("delivered", id="1a2b", to="alice@example.test", folder="INBOX")`` appends::
+
+    2026-11-23T18:50:00Z delivered id=1a2b to=alice@example.test folder=INBOX
+
+to ``data_dir/.mailsuite/mail.log`` and emits the same as a structured ``twisted.logger``
+event (namespace ``mailsuite.maillog``; fields ``mail_event`` and ``mail_fields``). Values with
+spaces, quotes or ``=`` are quoted; control characters are escaped, so a line is always one line.
+Fields whose name suggests a secret (password, auth data, tokens) are written as ``<redacted>``.
+``reopen()`` (on SIGHUP) lets logrotate move the file away.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from twisted.logger import Logger
+
+__all__ = ["MailLog", "format_line", "REDACTED"]
+
+REDACTED = "<redacted>"
+_SECRET = re.compile(r"pass|secret|auth_?(data|response)|token|credential|private", re.IGNORECASE)
+_PLAIN = re.compile(r"^[^\s\"'=\\\x00-\x1f\x7f]*$")
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "backslashreplace")
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        value = ",".join(str(v) for v in value)
+    elif value is None:
+        value = "-"
+    text = str(value)
+    if text and _PLAIN.match(text):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _redact(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: (REDACTED if _SECRET.search(k) else v) for k, v in fields.items()}
+
+
+def format_line(event: str, fields: dict[str, Any], when: float) -> str:
+    """One log line (without newline) for ``event`` with ``fields`` at time ``when``."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+    parts = [stamp, _value(event)]
+    parts.extend(f"{k}={_value(v)}" for k, v in _redact(fields).items())
+    return " ".join(parts)
+
+
+class MailLog:
+    """Writes mail events; ``path=None`` only emits them to twisted.logger (tests)."""
+
+    _tracer = Logger(namespace="mailsuite.maillog")
+
+    def __init__(self, path: Path | None = None, clock: Any = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self._clock = clock
+        self._file: IO[str] | None = None
+
+    def _now(self) -> float:
+        return self._clock.seconds() if self._clock is not None else time.time()
+
+    def log(self, event: str, /, **fields: Any) -> None:
+        """Write one line ``<time> event key=value ...`` (secrets redacted)."""
+        line = format_line(event, fields, self._now())
+        self._tracer.info("{mail_line}", mail_line=line, mail_event=event,
+                      mail_fields=_redact(fields))
+        if self.path is None:
+            return
+        try:
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+                self._file = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+            self._file.write(line + "\n")
+        except OSError as exc:
+            self._tracer.error("cannot write the mail log {path}: {error}",
+                           path=str(self.path), error=str(exc))
+
+    def reopen(self) -> None:
+        """Close the file; the next event opens it again (after log rotation)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def close(self) -> None:
+        """Close the file."""
+        self.reopen()
