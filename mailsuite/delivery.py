@@ -1,0 +1,75 @@
+"""Final delivery into a local user's Maildir (RFC 5321 4.4: Return-Path at final delivery).
+
+Used by the SMTP receiver for local recipients and by the relay for bounces and retried local
+recipients. The store does the durable part (tmp, fsync, rename) and the quota check.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from mailsuite.errors import FolderNotFound
+from mailsuite.interfaces import INBOX, IAccounts, IMailStore, MessageInfo
+
+
+def _header_safe(text: str) -> str:
+    """Keep a header value on one line whatever the envelope contained."""
+    return text.replace("\r", "").replace("\n", "").replace("\x00", "")
+
+
+def delivery_headers(return_path: str, delivered_to: str) -> bytes:
+    """``Return-Path`` (RFC 5321 4.4) and ``Delivered-To`` (Postfix convention) header lines."""
+    return (
+        f"Return-Path: <{_header_safe(return_path)}>\r\n"
+        f"Delivered-To: {_header_safe(delivered_to)}\r\n"
+    ).encode("utf-8")
+
+
+class LocalDelivery:
+    """Deliver a message to one local user, adding Return-Path and Delivered-To.
+
+    ``deliver`` returns a Deferred that fires with the store's ``MessageInfo`` once the message
+    is durable, or fails with ``QuotaExceeded`` / ``TemporaryStoreError`` from the store. A
+    folder named by an alias rule that does not exist falls back to INBOX.
+    """
+
+    log = Logger()
+
+    def __init__(self, store: IMailStore, accounts: IAccounts | None = None) -> None:
+        self._store = store
+        self._accounts = accounts
+
+    def deliver(
+        self,
+        user: str,
+        message: bytes | Sequence[bytes],
+        *,
+        return_path: str,
+        delivered_to: str,
+        folder: str = INBOX,
+    ) -> "defer.Deferred[MessageInfo]":
+        """Deliver durably; see the class docstring."""
+        chunks: list[bytes] = [delivery_headers(return_path, delivered_to)]
+        if isinstance(message, (bytes, bytearray, memoryview)):
+            chunks.append(bytes(message))
+        else:
+            chunks.extend(message)
+        return defer.Deferred.fromCoroutine(self._deliver(user, chunks, folder))
+
+    async def _deliver(self, user: str, chunks: list[bytes], folder: str) -> MessageInfo:
+        account = self._store.account(user)
+        try:
+            result: Any = await defer.maybeDeferred(account.deliver, chunks, folder)
+        except FolderNotFound:
+            if folder.upper() == INBOX:
+                raise
+            self.log.warn(
+                "folder {folder} of {user} does not exist; delivering to INBOX",
+                folder=folder,
+                user=user,
+            )
+            result = await defer.maybeDeferred(account.deliver, chunks, INBOX)
+        return result

@@ -1,0 +1,204 @@
+"""Streaming readers for message content: DATA (dot framing) and BDAT (length framing).
+
+:class:`MessageBody` collects the content of one message and checks it as it arrives, without
+ever buffering more than the SIZE limit:
+
+- **Bare CR / bare LF are refused** (RFC 5321 2.3.8: CR and LF only as the CRLF pair). The
+  message is read to its real end and answered ``554 5.6.0``; nothing is normalised. This closes
+  the SMTP smuggling class (2023): since ``\\n.\\n``, ``\\n.\\r\\n`` and ``\\r.\\n`` never end
+  the message (only the exact ``\\r\\n.\\r\\n`` does) and a message containing them is refused,
+  no second message can ride inside the first, here or at the next hop. Postfix's
+  ``smtpd_forbid_bare_newline`` takes the same stance.
+- Lines longer than ``max_line_length`` octets including CRLF (RFC 5321 4.5.3.1.6) refuse the
+  message (``554 5.6.0``); a line of any length, even without CRLF, costs no memory beyond one
+  read buffer.
+- Over ``max_size`` octets, the content collected so far is dropped and the rest is discarded
+  as it arrives; the message is answered ``552 5.3.4`` at its end (RFC 1870 6.3).
+- More than ``max_received`` ``Received:`` header fields is a mail loop (RFC 5321 6.3):
+  ``554 5.4.6``.
+
+:class:`DotReader` finds the end of DATA (exactly CRLF "." CRLF, RFC 5321 4.1.1.4) and undoes
+dot-stuffing (RFC 5321 4.5.2) over any split of the input into reads.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mailsuite.smtp import replies
+from mailsuite.smtp.replies import Reply
+
+_END_OF_DATA = b"\r\n.\r\n"
+_RECEIVED = re.compile(rb"(?:^|\n)received[ \t]*:", re.IGNORECASE)
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_HEADER_LIMIT = 256 * 1024  # how far to look for the end of the header block
+
+
+class MessageBody:
+    """The content of one message as it arrives, with the checks described in the module."""
+
+    __slots__ = (
+        "max_size",
+        "max_line",
+        "max_received",
+        "chunks",
+        "size",
+        "oversize",
+        "bare_newline",
+        "line_too_long",
+        "_line_length",
+        "_pending_cr",
+        "_long_line",
+    )
+
+    def __init__(self, max_size: int, max_line_length: int, max_received: int) -> None:
+        self.max_size = max_size
+        # Octets allowed before the LF: the line including CRLF is max_line_length.
+        self.max_line = max_line_length - 1
+        self.max_received = max_received
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.oversize = False
+        self.bare_newline = False
+        self.line_too_long = False
+        self._line_length = 0  # octets of the current unfinished line
+        self._pending_cr = False  # the last chunk ended in CR
+        self._long_line = re.compile(b"[^\\n]{%d}" % (self.max_line + 1))
+
+    def add(self, data: bytes) -> None:
+        """Take the next piece of content (already un-stuffed)."""
+        if not data:
+            return
+        self.size += len(data)
+        if self.oversize:
+            return
+        if self.size > self.max_size:
+            self.oversize = True
+            self.chunks = []
+            return
+        self.chunks.append(data)
+        if self.bare_newline or self.line_too_long:
+            return
+        self._check(data)
+
+    def _check(self, data: bytes) -> None:
+        # Bare CR / bare LF: every CR and every LF must belong to a CRLF pair.
+        lf = data.count(b"\n")
+        cr = data.count(b"\r")
+        crlf = data.count(b"\r\n")
+        if self._pending_cr:
+            if data[0] == 0x0A:
+                crlf += 1
+                cr += 1
+            else:
+                self.bare_newline = True
+        self._pending_cr = data[-1] == 0x0D
+        if self._pending_cr:
+            cr -= 1
+        if lf != crlf or cr != crlf:
+            self.bare_newline = True
+            return
+        # Line lengths, across chunk boundaries.
+        first = data.find(b"\n")
+        if first < 0:
+            self._line_length += len(data)
+            if self._line_length > self.max_line:
+                self.line_too_long = True
+            return
+        if self._line_length + first > self.max_line or self._long_line.search(data, first + 1):
+            self.line_too_long = True
+            return
+        self._line_length = len(data) - data.rfind(b"\n") - 1
+
+    def finish(self) -> Reply | None:
+        """Check the complete message; None if it is acceptable, else the refusal."""
+        if self.oversize:
+            return replies.MESSAGE_TOO_BIG
+        if self._pending_cr:
+            self.bare_newline = True
+        if self.bare_newline:
+            return replies.BARE_NEWLINE_IN_DATA
+        if self.line_too_long:
+            return replies.DATA_LINE_TOO_LONG
+        if self.chunks and not self.chunks[-1].endswith(b"\n"):
+            # BDAT content need not end in CRLF; complete the last line.
+            self.chunks.append(b"\r\n")
+            self.size += 2
+        if self.received_count() > self.max_received:
+            return replies.MAIL_LOOP
+        return None
+
+    def header_block(self) -> bytes:
+        """The header section (up to and including the blank line, or what there is)."""
+        head = b""
+        for chunk in self.chunks:
+            head += chunk
+            if _HEADER_END.search(head) or len(head) > _HEADER_LIMIT:
+                break
+        if head.startswith(b"\r\n"):
+            return b""
+        match = _HEADER_END.search(head)
+        return head[: match.end()] if match else head
+
+    def received_count(self) -> int:
+        """How many Received: header fields the message carries."""
+        head = self.header_block()
+        if b"eceived" not in head and b"ECEIVED" not in head:
+            return 0
+        return len(_RECEIVED.findall(head))
+
+
+class DotReader:
+    """Find the end of DATA and un-stuff dots, feeding content to a :class:`MessageBody`.
+
+    ``feed`` returns None while the message goes on, or the bytes that followed the final
+    ``.CRLF`` (pipelined commands) once it has ended.
+    """
+
+    __slots__ = ("body", "_pending", "_tail", "_at_line_start", "_limit")
+
+    def __init__(self, body: MessageBody) -> None:
+        self.body = body
+        self._pending = b""  # an unfinished line, kept while it could be "." or ".."
+        self._tail = b"\r\n"  # the last two octets passed on (the DATA line ended in CRLF)
+        self._at_line_start = True
+        self._limit = max(body.max_line + 1, 16)
+
+    def feed(self, data: bytes) -> bytes | None:
+        """Consume the next read; see the class docstring."""
+        buf = self._pending + data if self._pending else data
+        search = self._tail + buf
+        end = search.find(_END_OF_DATA)
+        if end >= 0:
+            self._pending = b""
+            self._emit(search[2 : end + 2])
+            return search[end + 5 :]
+        last_lf = buf.rfind(b"\n")
+        if last_lf < 0:
+            if len(buf) > self._limit:
+                # A long line without LF: pass it on (MessageBody notes the length), keep nothing.
+                self._pending = b""
+                self._emit(buf)
+            else:
+                self._pending = buf
+            return None
+        self._pending = buf[last_lf + 1 :]
+        self._emit(buf[: last_lf + 1])
+        if len(self._pending) > self._limit:
+            rest, self._pending = self._pending, b""
+            self._emit(rest)
+        return None
+
+    def _emit(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        tail = chunk[-2:]
+        self._tail = tail if len(tail) == 2 else self._tail[-1:] + tail
+        starts_line = self._at_line_start
+        self._at_line_start = chunk[-1] == 0x0A
+        # RFC 5321 4.5.2: a line starting with "." has that first "." removed.
+        if starts_line and chunk[0] == 0x2E:
+            chunk = chunk[1:]
+        if b"\n." in chunk:
+            chunk = chunk.replace(b"\n.", b"\n")
+        self.body.add(chunk)

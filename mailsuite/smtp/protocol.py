@@ -1,0 +1,681 @@
+"""The SMTP server protocol (RFC 5321) for the MX and submission roles.
+
+Each verb handler returns a :class:`~mailsuite.smtp.replies.Reply` (or a Deferred of one for the
+slow ones: AUTH and the end of a message); the input loop writes it. Replies produced while
+handling one read are written together (RFC 2920 PIPELINING), and while a reply is pending the
+loop reads nothing further, so pipelined commands run strictly in order.
+
+Input framing is exact: command lines end in CRLF; a bare CR or LF in a command is an error;
+a line over the limit is discarded as it arrives and answered 500 5.5.2; DATA ends only at
+CRLF "." CRLF (see ``mailsuite.smtp.data``); BDAT reads exactly the announced octets
+(RFC 3030). After STARTTLS, whatever the client sent in the same packet is thrown away before
+the handshake (the CVE-2011-0411 class), and the session starts over (RFC 3207 4.2).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet import defer
+from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from mailsuite import policy
+from mailsuite.policy import RecipientVerdict
+from mailsuite.smtp import replies
+from mailsuite.smtp.auth import MAX_AUTH_LINE, Authenticator, Credentials, SaslError, SaslExchange
+from mailsuite.smtp.data import DotReader, MessageBody
+from mailsuite.smtp.intake import MessageIntake
+from mailsuite.smtp.paths import (
+    PathError,
+    parse_mail_dsn,
+    parse_mail_from,
+    parse_rcpt_dsn,
+    parse_rcpt_to,
+)
+from mailsuite.smtp.replies import Reply
+from mailsuite.smtp.session import Envelope, Recipient, Session
+
+_COMMAND, _DATA, _BDAT = "command", "data", "bdat"
+_MAIL_PARAMS = frozenset({"SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", "AUTH"})
+_RCPT_PARAMS = frozenset({"NOTIFY", "ORCPT"})
+_NOT_IMPLEMENTED = frozenset({"EXPN", "TURN", "ETRN", "SEND", "SOML", "SAML", "ATRN"})
+_MAX_PENDING_INPUT = 1024 * 1024  # unread pipelined input before we stop reading
+
+
+def tls_details(transport: Any) -> tuple[str | None, str | None, int | None]:
+    """(protocol version, cipher, bits) of a TLS transport, for the Received header."""
+    try:
+        connection = transport.getHandle()
+        return (
+            connection.get_protocol_version_name(),
+            connection.get_cipher_name(),
+            connection.get_cipher_bits(),
+        )
+    except Exception:
+        return ("TLS", "unknown", None)
+
+
+class SMTPServerProtocol(Protocol):
+    """One SMTP connection; see the module docstring.
+
+    ``server`` is the ``mailsuite.smtp.service.SMTPFactory`` that holds what connections share:
+    ``ctx``, ``role``, ``settings``, ``hostname``, ``intake`` and ``authenticator``.
+    """
+
+    log = Logger()
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.settings = server.settings
+        self.session: Session = Session(role=server.role, peer_ip="")
+        self.envelope = Envelope()
+        self._buffer = b""
+        self._out: list[bytes] = []
+        self._mode = _COMMAND
+        self._busy = False
+        self._processing = False
+        self._closing = False
+        self._paused = False
+        self._skipping_line = False
+        self._sasl: SaslExchange | None = None
+        self._body: MessageBody | None = None
+        self._dot_reader: DotReader | None = None
+        self._bdat_remaining = 0
+        self._bdat_last = False
+        self._bdat_refusal: Reply | None = None
+        self._idle_call: Any = None
+        self._session_call: Any = None
+        self._command_limit = self.settings.max_line_length
+        self._handlers: dict[str, Callable[[str], Reply | defer.Deferred[Reply]]] = {
+            "HELO": self.do_HELO,
+            "EHLO": self.do_EHLO,
+            "MAIL": self.do_MAIL,
+            "RCPT": self.do_RCPT,
+            "DATA": self.do_DATA,
+            "BDAT": self.do_BDAT,
+            "RSET": self.do_RSET,
+            "NOOP": self.do_NOOP,
+            "QUIT": self.do_QUIT,
+            "VRFY": self.do_VRFY,
+            "HELP": self.do_HELP,
+            "STARTTLS": self.do_STARTTLS,
+            "AUTH": self.do_AUTH,
+        }
+
+    # --- connection ------------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        self.session.peer_ip = getattr(peer, "host", "") or ""
+        self.session.peer_port = getattr(peer, "port", 0) or 0
+        self.session.tls = ISSLTransport.providedBy(self.transport)
+        set_nodelay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_nodelay is not None:
+            try:
+                set_nodelay(True)
+            except Exception:
+                pass
+        clock = self.server.ctx.reactor
+        self._idle_call = clock.callLater(self.settings.idle_timeout, self._idle_timeout)
+        self._session_call = clock.callLater(self.settings.session_timeout, self._session_timeout)
+        self.server.ctx.maillog.log(
+            "connect", client=self.session.peer_ip, role=self.session.role, tls=self.session.tls
+        )
+        self._send(Reply(220, None, f"{self.server.hostname} ESMTP mailsuite"))
+        self._flush()
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._closing = True
+        for call in (self._idle_call, self._session_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._idle_call = self._session_call = None
+        self.server.connection_closed(self)
+
+    def _idle_timeout(self) -> None:
+        self._idle_call = None
+        self._close_with(replies.IDLE_TIMEOUT)
+
+    def _session_timeout(self) -> None:
+        self._session_call = None
+        self._close_with(replies.SESSION_TIMEOUT)
+
+    def _close_with(self, reply: Reply) -> None:
+        if self._closing:
+            return
+        self._send(reply)
+        self._flush()
+        self._closing = True
+        self._buffer = b""
+        self.transport.loseConnection()
+
+    # --- input loop ------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self._buffer = self._buffer + data if self._buffer else data
+        if self._mode != _COMMAND or b"\n" in data:
+            if self._idle_call is not None and self._idle_call.active():
+                self._idle_call.reset(self.settings.idle_timeout)
+        if self._busy:
+            if len(self._buffer) > _MAX_PENDING_INPUT and not self._paused:
+                self._paused = True
+                self.transport.pauseProducing()
+            return
+        self._process()
+
+    def _process(self) -> None:
+        self._processing = True
+        try:
+            while self._buffer and not self._busy and not self._closing:
+                if self._mode == _DATA:
+                    self._data_input()
+                elif self._mode == _BDAT:
+                    self._bdat_input()
+                elif not self._command_input():
+                    break
+        finally:
+            self._processing = False
+        self._flush()
+        if self._paused and not self._busy and not self._closing:
+            self._paused = False
+            self.transport.resumeProducing()
+
+    def _command_input(self) -> bool:
+        """Take one line from the buffer; False when no complete line is there."""
+        buf = self._buffer
+        lf = buf.find(b"\n")
+        if self._skipping_line:
+            if lf < 0:
+                self._buffer = b""
+                return False
+            self._buffer = buf[lf + 1 :]
+            self._skipping_line = False
+            self._error(replies.LINE_TOO_LONG)
+            return True
+        if lf < 0:
+            if len(buf) > MAX_AUTH_LINE + 2:
+                self._buffer = b""
+                self._skipping_line = True
+            return False
+        self._buffer = buf[lf + 1 :]
+        self._line_received(buf[:lf])
+        return True
+
+    def _line_received(self, raw: bytes) -> None:
+        if not raw.endswith(b"\r"):
+            self._error(replies.BARE_NEWLINE_IN_COMMAND)
+            return
+        line = raw[:-1]
+        if b"\r" in line:
+            self._error(replies.BARE_NEWLINE_IN_COMMAND)
+            return
+        if b"\x00" in line:
+            self._error(replies.BAD_CHARACTER)
+            return
+        if self._sasl is not None:
+            self._auth_continue(line)
+            return
+        if len(line) + 2 > self._command_limit and not line[:5].upper().startswith(b"AUTH "):
+            self._error(replies.LINE_TOO_LONG)
+            return
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            self._error(replies.SYNTAX_ERROR.with_text("Invalid UTF-8 in command"))
+            return
+        verb, _, argument = text.partition(" ")
+        verb = verb.upper()
+        handler = self._handlers.get(verb)
+        if handler is None:
+            self._error(replies.NOT_IMPLEMENTED if verb in _NOT_IMPLEMENTED else replies.UNKNOWN_COMMAND)
+            return
+        if verb == "AUTH" and len(line) > MAX_AUTH_LINE:
+            self._error(replies.AUTH_LINE_TOO_LONG)
+            return
+        result = handler(argument)
+        if isinstance(result, defer.Deferred):
+            self._wait_for(result)
+        else:
+            self._answer(result)
+
+    def _wait_for(self, result: defer.Deferred[Reply]) -> None:
+        """Hold the input loop until a slow handler has its reply."""
+        self._busy = True
+        result.addErrback(self._internal_error)
+        result.addCallback(self._resume)
+
+    def _internal_error(self, failure: Failure) -> Reply:
+        self.log.failure("SMTP handler failed", failure=failure)
+        return replies.TEMPORARY_FAILURE
+
+    def _resume(self, reply: Reply) -> None:
+        self._busy = False
+        if self._closing:
+            return
+        self._answer(reply)
+        if not self._processing:
+            self._process()
+
+    def _answer(self, reply: Reply) -> None:
+        if reply is _NO_REPLY:
+            return
+        if reply.code >= 400 and reply is not replies.TOO_MANY_RECIPIENTS:
+            self._error(reply)
+        else:
+            self._send(reply)
+
+    def _error(self, reply: Reply) -> None:
+        """Send an error reply; close after ``max_errors`` (Postfix smtpd_hard_error_limit)."""
+        self._send(reply)
+        self.session.errors += 1
+        if self.session.errors >= self.settings.max_errors:
+            self._close_with(replies.TOO_MANY_ERRORS)
+
+    def _send(self, reply: Reply) -> None:
+        self._out.append(reply.encode())
+
+    def _flush(self) -> None:
+        if self._out:
+            out, self._out = self._out, []
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+
+    # --- HELO / EHLO -----------------------------------------------------------------------
+
+    def _reset_transaction(self) -> None:
+        self.envelope = Envelope()
+        self._body = None
+        self._dot_reader = None
+
+    def do_HELO(self, argument: str) -> Reply:
+        """RFC 5321 4.1.1.1."""
+        name = argument.strip()
+        if not name or " " in name:
+            return replies.HELO_REQUIRED
+        self._reset_transaction()
+        self.session.helo = name
+        self.session.esmtp = False
+        return Reply(250, None, self.server.hostname)
+
+    def do_EHLO(self, argument: str) -> Reply:
+        """RFC 5321 4.1.1.1 with the extensions of this role."""
+        name = argument.strip()
+        if not name or " " in name:
+            return replies.HELO_REQUIRED
+        self._reset_transaction()
+        self.session.helo = name
+        self.session.esmtp = True
+        lines = [f"{self.server.hostname} Hello {name}", "PIPELINING"]
+        lines.append(f"SIZE {self.settings.max_message_size}")
+        lines += ["8BITMIME", "ENHANCEDSTATUSCODES"]
+        if self._starttls_available():
+            lines.append("STARTTLS")
+        if self._auth_offered():
+            lines.append("AUTH PLAIN LOGIN")
+        lines += ["SMTPUTF8", "CHUNKING", "DSN"]
+        return Reply(250, None, "\n".join(lines))
+
+    def _starttls_available(self) -> bool:
+        return not self.session.tls and self.server.ctx.tls is not None
+
+    def _auth_offered(self) -> bool:
+        """AUTH only on submission and only under TLS (RFC 4954 4, RFC 8314)."""
+        return self.session.requires_auth and self.session.tls and self.session.user is None
+
+    # --- STARTTLS (RFC 3207) ---------------------------------------------------------------
+
+    def do_STARTTLS(self, argument: str) -> Reply:
+        if argument.strip():
+            return replies.SYNTAX_ERROR
+        if self.session.tls:
+            return replies.ALREADY_TLS
+        if self.server.ctx.tls is None:
+            return replies.TLS_NOT_AVAILABLE
+        try:
+            options = self.server.ctx.tls.server_options()
+        except Exception:
+            self.log.failure("no TLS options")
+            return replies.TLS_NOT_AVAILABLE
+        # Anything pipelined after STARTTLS was sent in clear: drop it (CVE-2011-0411).
+        self._buffer = b""
+        self._send(replies.READY_FOR_TLS)
+        self._flush()
+        self.transport.startTLS(options)
+        # RFC 3207 4.2: forget everything learnt before the handshake.
+        self.session.tls = True
+        self.session.helo = None
+        self.session.esmtp = False
+        self._reset_transaction()
+        return _NO_REPLY
+
+    def _record_tls(self) -> None:
+        if self.session.tls and self.session.tls_version is None:
+            version, cipher, bits = tls_details(self.transport)
+            self.session.tls_version, self.session.tls_cipher, self.session.tls_bits = (
+                version,
+                cipher,
+                bits,
+            )
+
+    # --- AUTH (RFC 4954) -------------------------------------------------------------------
+
+    def do_AUTH(self, argument: str) -> Reply | defer.Deferred[Reply]:
+        if not self.session.requires_auth:
+            return replies.AUTH_NOT_ENABLED
+        if not self.session.tls:
+            return replies.ENCRYPTION_REQUIRED
+        if self.session.helo is None or not self.session.esmtp:
+            return replies.NEED_HELO
+        if self.session.user is not None:
+            return replies.ALREADY_AUTHENTICATED
+        if self.envelope.has_sender:
+            return replies.AUTH_IN_TRANSACTION
+        if self.server.authenticator.is_blocked(self.session.peer_ip):
+            self._log_auth(None, "blocked")
+            return replies.AUTH_THROTTLED
+        mechanism, _, initial = argument.strip().partition(" ")
+        try:
+            exchange = SaslExchange(mechanism.upper())
+            step = exchange.start(initial.strip() or None)
+        except SaslError as e:
+            return self._auth_error(e)
+        return self._auth_step(exchange, step)
+
+    def _auth_continue(self, line: bytes) -> None:
+        exchange = self._sasl
+        assert exchange is not None
+        self._sasl = None
+        try:
+            step = exchange.respond(line.decode("ascii", "replace"))
+        except SaslError as e:
+            result = self._auth_error(e)
+        else:
+            result = self._auth_step(exchange, step)
+        if isinstance(result, defer.Deferred):
+            self._wait_for(result)
+        else:
+            self._answer(result)
+
+    def _auth_step(
+        self, exchange: SaslExchange, step: Reply | Credentials
+    ) -> Reply | defer.Deferred[Reply]:
+        if isinstance(step, Reply):
+            self._sasl = exchange
+            return step
+        return defer.Deferred.fromCoroutine(self._verify(step))
+
+    def _auth_error(self, error: SaslError) -> Reply | defer.Deferred[Reply]:
+        if not error.is_failure:
+            return error.reply
+        self._log_auth(None, "bad response")
+        return defer.Deferred.fromCoroutine(self._delayed_failure(error.reply))
+
+    async def _delayed_failure(self, reply: Reply) -> Reply:
+        await self.server.authenticator.failed(self.session.peer_ip)
+        return reply
+
+    async def _verify(self, credentials: Credentials) -> Reply:
+        user = await self.server.authenticator.authenticate(self.session.peer_ip, credentials)
+        if user is None:
+            self._log_auth(credentials.username, "failed")
+            return replies.AUTH_FAILED
+        self.session.user = user
+        self._log_auth(user, "ok")
+        return replies.AUTH_OK
+
+    def _log_auth(self, user: str | None, result: str) -> None:
+        self.server.ctx.maillog.log(
+            "auth", client=self.session.peer_ip, user=user, result=result
+        )
+
+    # --- the mail transaction --------------------------------------------------------------
+
+    def _refuse(self, stage: str, reply: Reply, **fields: Any) -> Reply:
+        self.server.ctx.maillog.log(
+            "rejected",
+            stage=stage,
+            client=self.session.peer_ip,
+            code=f"{reply.code} {reply.enhanced}",
+            reason=reply.text,
+            **fields,
+        )
+        return reply
+
+    def do_MAIL(self, argument: str) -> Reply:
+        """RFC 5321 4.1.1.2 with SIZE, BODY, SMTPUTF8, RET/ENVID and AUTH= parameters."""
+        session = self.session
+        if session.helo is None:
+            return replies.NEED_HELO
+        if self.envelope.has_sender:
+            return replies.NESTED_MAIL
+        if session.requires_auth and not session.tls:
+            return replies.ENCRYPTION_REQUIRED
+        if session.requires_auth and session.user is None:
+            return replies.AUTH_REQUIRED
+        if argument[:5].upper() != "FROM:":
+            return replies.SYNTAX_ERROR.with_text("Syntax: MAIL FROM:<address>")
+        try:
+            parsed = parse_mail_from(argument[5:], utf8_allowed=session.esmtp)
+            dsn = parse_mail_dsn(parsed.params)
+        except PathError as e:
+            return self._refuse("MAIL", e.reply)
+        params = parsed.params
+        if params and (not session.esmtp or not params.keys() <= _MAIL_PARAMS):
+            return replies.PARAM_NOT_SUPPORTED
+        envelope = Envelope()
+        if "SIZE" in params:
+            value = params["SIZE"] or ""
+            if not value.isdigit() or len(value) > 20:
+                return replies.SYNTAX_ERROR.with_text("Bad SIZE parameter (RFC 1870)")
+            if int(value) > self.settings.max_message_size:
+                return self._refuse("MAIL", replies.MESSAGE_TOO_BIG)
+            envelope.declared_size = int(value)
+        if "BODY" in params:
+            body = (params["BODY"] or "").upper()
+            if body not in ("7BIT", "8BITMIME"):
+                return replies.PARAM_NOT_SUPPORTED.with_text("Unsupported BODY type")
+            envelope.body_8bit = body == "8BITMIME"
+        if "SMTPUTF8" in params:
+            if params["SMTPUTF8"] is not None:
+                return replies.SYNTAX_ERROR.with_text("SMTPUTF8 takes no value")
+            envelope.smtputf8 = True
+        envelope.ret, envelope.envid = dsn.ret, dsn.envid
+        sender = parsed.mailbox
+        if not policy.sender_allowed(
+            self.server.ctx.accounts, sender, authenticated_user=session.user
+        ):
+            address = sender.address if sender is not None else ""
+            return self._refuse("MAIL", replies.SENDER_NOT_OWNED, sender=address)
+        envelope.sender = sender.address if sender is not None else ""
+        self.envelope = envelope
+        return replies.SENDER_OK
+
+    def do_RCPT(self, argument: str) -> Reply:
+        """RFC 5321 4.1.1.3 with NOTIFY / ORCPT (RFC 3461); policy decides acceptance."""
+        envelope = self.envelope
+        if not envelope.has_sender:
+            return replies.NEED_MAIL
+        if argument[:3].upper() != "TO:":
+            return replies.SYNTAX_ERROR.with_text("Syntax: RCPT TO:<address>")
+        if len(envelope.recipients) >= self.settings.max_recipients:
+            return replies.TOO_MANY_RECIPIENTS
+        try:
+            parsed = parse_rcpt_to(argument[3:], utf8=envelope.smtputf8)
+            dsn = parse_rcpt_dsn(parsed.params)
+        except PathError as e:
+            return self._refuse("RCPT", e.reply, sender=envelope.sender)
+        if parsed.params and not parsed.params.keys() <= _RCPT_PARAMS:
+            return replies.PARAM_NOT_SUPPORTED
+        mailbox = parsed.mailbox
+        assert mailbox is not None
+        decision = policy.check_recipient(
+            self.server.ctx.accounts, mailbox, authenticated_user=self.session.user
+        )
+        verdict = decision.verdict
+        if verdict is RecipientVerdict.RELAY_DENIED:
+            return self._refuse(
+                "RCPT",
+                replies.RELAY_DENIED,
+                sender=envelope.sender,
+                recipient=mailbox.address,
+                why=decision.reason,
+            )
+        if verdict is RecipientVerdict.UNKNOWN_USER:
+            return self._refuse(
+                "RCPT", replies.NO_SUCH_USER, sender=envelope.sender, recipient=mailbox.address
+            )
+        if verdict is RecipientVerdict.REMOTE and self.server.ctx.spool is None:
+            return replies.QUEUE_UNAVAILABLE
+        envelope.recipients.append(
+            Recipient(mailbox, decision.address, decision.resolution, dsn.notify, dsn.orcpt)
+        )
+        return replies.RECIPIENT_OK
+
+    def _ready_for_content(self) -> Reply | None:
+        if not self.envelope.has_sender:
+            return replies.NEED_MAIL
+        if not self.envelope.recipients:
+            return replies.NO_VALID_RECIPIENTS
+        return None
+
+    def _new_body(self) -> MessageBody:
+        s = self.settings
+        return MessageBody(s.max_message_size, s.max_line_length, s.max_received_headers)
+
+    def do_DATA(self, argument: str) -> Reply:
+        """RFC 5321 4.1.1.4."""
+        if argument.strip():
+            return replies.SYNTAX_ERROR
+        refusal = self._ready_for_content()
+        if refusal is not None:
+            return refusal
+        if self._body is not None:
+            return replies.BAD_SEQUENCE.with_text("DATA after BDAT")
+        self._body = self._new_body()
+        self._dot_reader = DotReader(self._body)
+        self._mode = _DATA
+        return replies.START_DATA
+
+    def _data_input(self) -> None:
+        reader = self._dot_reader
+        assert reader is not None
+        buf, self._buffer = self._buffer, b""
+        leftover = reader.feed(buf)
+        if leftover is None:
+            return
+        self._buffer = leftover
+        self._mode = _COMMAND
+        self._end_of_message()
+
+    def do_BDAT(self, argument: str) -> Reply:
+        """RFC 3030 3: ``BDAT size [LAST]``; the chunk is read even when refused."""
+        parts = argument.split()
+        if not parts or len(parts) > 2 or not parts[0].isdigit() or len(parts[0]) > 18:
+            return replies.SYNTAX_ERROR.with_text("Syntax: BDAT size [LAST]")
+        if len(parts) == 2 and parts[1].upper() != "LAST":
+            return replies.SYNTAX_ERROR.with_text("Syntax: BDAT size [LAST]")
+        self._bdat_remaining = int(parts[0])
+        self._bdat_last = len(parts) == 2
+        self._bdat_refusal = self._ready_for_content()
+        if self._bdat_refusal is None and self._dot_reader is not None:
+            self._bdat_refusal = replies.BAD_SEQUENCE
+        if self._bdat_refusal is None and self._body is None:
+            self._body = self._new_body()
+        self._mode = _BDAT
+        if self._bdat_remaining == 0:
+            self._bdat_chunk_done()
+        return _NO_REPLY
+
+    def _bdat_input(self) -> None:
+        buf = self._buffer
+        take = min(self._bdat_remaining, len(buf))
+        chunk = buf[:take] if take < len(buf) else buf
+        self._buffer = buf[take:] if take < len(buf) else b""
+        self._bdat_remaining -= take
+        if self._bdat_refusal is None and self._body is not None:
+            self._body.add(chunk)
+        if self._bdat_remaining == 0:
+            self._bdat_chunk_done()
+
+    def _bdat_chunk_done(self) -> None:
+        self._mode = _COMMAND
+        if self._bdat_refusal is not None:
+            refusal, self._bdat_refusal = self._bdat_refusal, None
+            self._answer(refusal)
+            return
+        body = self._body
+        assert body is not None
+        if body.oversize:
+            # RFC 3030 3: a failed chunk fails the transaction.
+            self._reset_transaction()
+            self._answer(self._refuse("BDAT", replies.MESSAGE_TOO_BIG))
+            return
+        if not self._bdat_last:
+            self._send(replies.CHUNK_OK.with_text(f"Ok: {body.size} octets received"))
+            return
+        self._end_of_message()
+
+    def _end_of_message(self) -> None:
+        body = self._body
+        envelope = self.envelope
+        assert body is not None
+        self._reset_transaction()
+        refusal = body.finish()
+        if refusal is not None:
+            self._send(
+                self._refuse(
+                    "DATA",
+                    refusal,
+                    sender=envelope.sender,
+                    recipients=[r.address for r in envelope.recipients],
+                    size=body.size,
+                )
+            )
+            return
+        self._record_tls()
+        self._wait_for(
+            defer.Deferred.fromCoroutine(self.server.intake.accept(self.session, envelope, body))
+        )
+
+    # --- the rest --------------------------------------------------------------------------
+
+    def do_RSET(self, argument: str) -> Reply:
+        """RFC 5321 4.1.1.5."""
+        if argument.strip():
+            return replies.SYNTAX_ERROR
+        self._reset_transaction()
+        return replies.RESET_OK
+
+    def do_NOOP(self, argument: str) -> Reply:
+        """RFC 5321 4.1.1.9 (an argument is allowed and ignored)."""
+        return replies.NOOP_OK
+
+    def do_VRFY(self, argument: str) -> Reply:
+        """RFC 5321 3.5.3: 252, never revealing whether a user exists."""
+        if not argument.strip():
+            return replies.SYNTAX_ERROR
+        return replies.VRFY_CANNOT
+
+    def do_HELP(self, argument: str) -> Reply:
+        return replies.HELP
+
+    def do_QUIT(self, argument: str) -> Reply:
+        """RFC 5321 4.1.1.10."""
+        self._close_with(replies.BYE)
+        return _NO_REPLY
+
+
+class _NoReply(Reply):
+    """Sentinel: the handler already wrote (or will write) its own reply."""
+
+    __slots__ = ()
+
+    def encode(self) -> bytes:
+        return b""
+
+
+_NO_REPLY = _NoReply(0, None, "")

@@ -1,0 +1,139 @@
+"""Listeners' factories for the SMTP roles, with per-address and global connection limits.
+
+``smtp_factory(ctx, role)`` is what ``mailsuite.tap`` binds to ``[listen] smtp`` (role ``"mx"``),
+``submission`` (``"submission"``, STARTTLS) and ``submissions`` (``"submissions"``, the transport
+is already TLS). All SMTP factories of one server share one :class:`ConnectionLimiter`, so the
+global limit (``[smtp] max_connections``) counts every SMTP listener; a client over a limit gets
+``421 4.7.0`` and is disconnected before any command is read (Postfix's anvil does the same).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+
+from mailsuite.delivery import LocalDelivery
+from mailsuite.smtp import replies
+from mailsuite.smtp.auth import Authenticator
+from mailsuite.smtp.intake import MessageIntake
+from mailsuite.smtp.protocol import SMTPServerProtocol
+from mailsuite.smtp.settings import SmtpSettings
+
+ROLES = ("mx", "submission", "submissions")
+_LIMITER_ATTRIBUTE = "_smtp_connection_limiter"  # one limiter per ServerContext
+
+
+class ConnectionLimiter:
+    """Counts open SMTP connections, in total and per client address."""
+
+    def __init__(self, max_total: int, max_per_ip: int) -> None:
+        self.max_total = max_total
+        self.max_per_ip = max_per_ip
+        self.total = 0
+        self.per_ip: Counter[str] = Counter()
+
+    def refusal(self, ip: str) -> replies.Reply | None:
+        """The 421 to send if a new connection from ``ip`` is over a limit, else None."""
+        if self.total >= self.max_total:
+            return replies.TOO_MANY_CONNECTIONS
+        if self.per_ip[ip] >= self.max_per_ip:
+            return replies.TOO_MANY_CONNECTIONS_FROM_YOU
+        return None
+
+    def opened(self, ip: str) -> None:
+        self.total += 1
+        self.per_ip[ip] += 1
+
+    def closed(self, ip: str) -> None:
+        self.total -= 1
+        self.per_ip[ip] -= 1
+        if self.per_ip[ip] <= 0:
+            del self.per_ip[ip]
+
+
+class _Refuse(Protocol):
+    """Say 421 and hang up (the connection is over a limit)."""
+
+    def __init__(self, reply: replies.Reply) -> None:
+        self._reply = reply
+
+    def connectionMade(self) -> None:
+        self.transport.write(self._reply.encode())
+        self.transport.loseConnection()
+
+
+def shared_limiter(ctx: Any, settings: SmtpSettings) -> ConnectionLimiter:
+    """The limiter all SMTP factories of this context share (created on first use)."""
+    limiter = getattr(ctx, _LIMITER_ATTRIBUTE, None)
+    if limiter is None:
+        limiter = ConnectionLimiter(settings.max_connections, settings.max_connections_per_ip)
+        setattr(ctx, _LIMITER_ATTRIBUTE, limiter)
+    return limiter
+
+
+def _settings_of(ctx: Any) -> SmtpSettings:
+    settings = getattr(ctx.config, "smtp", None)
+    return settings if isinstance(settings, SmtpSettings) else SmtpSettings()
+
+
+def _hostname_of(ctx: Any) -> str:
+    return str(getattr(ctx.config, "hostname", None) or "localhost")
+
+
+class SMTPFactory(Factory):
+    """Builds :class:`SMTPServerProtocol` for one role; holds what its connections share."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        ctx: Any,
+        role: str,
+        *,
+        settings: SmtpSettings | None = None,
+        hostname: str | None = None,
+        limiter: ConnectionLimiter | None = None,
+        auth_failure_delay: float = 1.0,
+    ) -> None:
+        if role not in ROLES:
+            raise ValueError(f"unknown SMTP role {role!r}; expected one of {ROLES}")
+        self.ctx = ctx
+        self.role = role
+        self.settings = settings or _settings_of(ctx)
+        self.hostname = hostname or _hostname_of(ctx)
+        self.limiter = limiter or shared_limiter(ctx, self.settings)
+        self.intake = MessageIntake(ctx, self.hostname, LocalDelivery(ctx.store, ctx.accounts))
+        self.authenticator = Authenticator(
+            ctx.portal, ctx.throttle, ctx.reactor, failure_delay=auth_failure_delay
+        )
+        self.connections: set[SMTPServerProtocol] = set()
+
+    def buildProtocol(self, addr: Any) -> Protocol:
+        ip = getattr(addr, "host", "") or ""
+        refusal = self.limiter.refusal(ip)
+        if refusal is not None:
+            self.ctx.maillog.log("refused", client=ip, reason=refusal.text)
+            refuse = _Refuse(refusal)
+            refuse.factory = self
+            return refuse
+        self.limiter.opened(ip)
+        protocol = SMTPServerProtocol(self)
+        protocol.factory = self
+        protocol.limiter_ip = ip  # type: ignore[attr-defined]
+        self.connections.add(protocol)
+        return protocol
+
+    def connection_closed(self, protocol: SMTPServerProtocol) -> None:
+        """Called by the protocol from connectionLost."""
+        if protocol in self.connections:
+            self.connections.discard(protocol)
+            self.limiter.closed(getattr(protocol, "limiter_ip", ""))
+
+
+def smtp_factory(ctx: Any, role: str) -> SMTPFactory:
+    """The ``IProtocolFactory`` for an SMTP listener of ``role`` ("mx", "submission",
+    "submissions"); see the module docstring."""
+    return SMTPFactory(ctx, role)
