@@ -4,7 +4,8 @@ BODYSTRUCTURE (7.4.2) rendered from a ``mailsuite.message.summarize`` summary.
 All functions return ``bytes`` ready to go on the wire. ``str`` values are turned into octets
 with latin-1 when they fit (summary strings are latin-1 views of the original octets, so this
 restores them exactly), else UTF-8. NUL octets cannot appear in an IMAP4rev1 string or
-literal and are dropped.
+literal (RFC 3501 4.3, CHAR8); they are sent as 0x80 instead, as Dovecot does, which keeps
+every length (RFC822.SIZE, partial offsets) unchanged.
 
 Owned by the message engineer; the IMAP engineer calls it.
 """
@@ -31,7 +32,7 @@ def octets(value: bytes | str) -> bytes:
     else:
         data = bytes(value)
     if b"\x00" in data:
-        data = data.replace(b"\x00", b"")
+        data = data.replace(b"\x00", b"\x80")
     return data
 
 

@@ -1,0 +1,68 @@
+"""The IMAP listener factory: ``imap_factory(ctx, implicit_tls)`` (wired by ``mailsuite.tap``).
+
+Connection limits (total and per client address) are enforced before the greeting: a client
+over the limit gets ``* BYE`` and is disconnected.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.logger import Logger
+
+from mailsuite.imap.protocol import ImapProtocol
+from mailsuite.imap.settings import ImapSettings
+
+
+class _Refuse(Protocol):
+    def __init__(self, text: bytes) -> None:
+        self.text = text
+
+    def connectionMade(self) -> None:
+        self.transport.write(b"* BYE " + self.text + b"\r\n")
+        self.transport.loseConnection()
+
+
+class ImapFactory(ServerFactory):
+    """Builds one ``ImapProtocol`` per connection and counts them."""
+
+    log = Logger()
+
+    def __init__(self, ctx: Any, implicit_tls: bool, settings: ImapSettings | None = None) -> None:
+        self.ctx = ctx
+        self.implicit_tls = implicit_tls
+        if settings is None:
+            settings = getattr(getattr(ctx, "config", None), "imap", None) or ImapSettings()
+        self.settings = settings
+        self.connections: set[ImapProtocol] = set()
+        self.per_ip: dict[str, int] = {}
+
+    def buildProtocol(self, addr: Any) -> Protocol:
+        host = getattr(addr, "host", "?")
+        if len(self.connections) >= self.settings.max_connections:
+            self.log.warn("IMAP connection limit reached; refusing {host}", host=host)
+            return _Refuse(b"Too many connections, try again later.")
+        if self.per_ip.get(host, 0) >= self.settings.max_connections_per_ip:
+            self.log.warn("IMAP per-address limit reached for {host}", host=host)
+            return _Refuse(b"Too many connections from your address.")
+        protocol = ImapProtocol(self.ctx, self.settings, self.implicit_tls, self)
+        protocol.peer_host = host
+        self.connections.add(protocol)
+        self.per_ip[host] = self.per_ip.get(host, 0) + 1
+        return protocol
+
+    def connection_closed(self, protocol: ImapProtocol) -> None:
+        if protocol in self.connections:
+            self.connections.discard(protocol)
+            host = protocol.peer_host
+            left = self.per_ip.get(host, 1) - 1
+            if left <= 0:
+                self.per_ip.pop(host, None)
+            else:
+                self.per_ip[host] = left
+
+
+def imap_factory(ctx: Any, implicit_tls: bool) -> ImapFactory:
+    """The ``IProtocolFactory`` for an IMAP listener (993 when ``implicit_tls``, else 143)."""
+    return ImapFactory(ctx, implicit_tls)
