@@ -39,7 +39,14 @@ class Reply:
 
     @property
     def text(self) -> str:
-        return " ".join(line for line in self.lines if line)
+        """The lines joined by spaces, the enhanced code kept only once (RFC 2034 4)."""
+        code = self.status
+        parts = [self.lines[0]] if self.lines else []
+        for line in self.lines[1:]:
+            if line.startswith(code + " "):
+                line = line[len(code) + 1 :]
+            parts.append(line)
+        return " ".join(p for p in parts if p)
 
     @property
     def status(self) -> str:
