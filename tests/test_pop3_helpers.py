@@ -191,3 +191,92 @@ def multiline(reply: bytes) -> list[bytes]:
     assert lines[0].startswith(b"+OK"), lines[0]
     body = lines[1:-2]
     return [line[1:] if line.startswith(b".") else line for line in body]
+
+
+# --- end-to-end support -------------------------------------------------------------------
+
+
+def make_certificates(directory: Any) -> tuple[str, str, str]:
+    """A throwaway CA and a server certificate for localhost / 127.0.0.1.
+
+    Returns (ca_path, cert_path, key_path) as PEM files in ``directory``.
+    """
+    import datetime
+    import ipaddress
+    from pathlib import Path
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory = Path(directory)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mailsuite test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    ca_path = directory / "ca.pem"
+    cert_path = directory / "cert.pem"
+    key_path = directory / "key.pem"
+    ca_path.write_bytes(ca.public_bytes(pem))
+    cert_path.write_bytes(cert.public_bytes(pem))
+    key_path.write_bytes(
+        key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return str(ca_path), str(cert_path), str(key_path)
+
+
+class FileTLS:
+    """``server_options()`` from a certificate and key file (what mailsuite.tls provides)."""
+
+    def __init__(self, cert_path: str, key_path: str) -> None:
+        from twisted.internet import ssl
+
+        with open(cert_path, "rb") as c, open(key_path, "rb") as k:
+            pem = c.read() + k.read()
+        self._options = ssl.PrivateCertificate.loadPEM(pem).options()
+
+    def server_options(self) -> Any:
+        return self._options
