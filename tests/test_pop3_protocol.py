@@ -492,3 +492,43 @@ class Streaming(Base):
         self.assertIsNotNone(sender)
         c.drop()
         self.assertEqual(len(self.inbox().messages()), 3)
+
+
+class Limits(Base):
+    def test_connection_limit_refuses_with_sys_temp(self) -> None:
+        ctx = make_ctx(Pop3Settings(max_connections=2))
+        Client(ctx, peer="192.0.2.1")
+        Client(ctx, peer="192.0.2.2")
+        c = Client(ctx, peer="192.0.2.3")
+        self.assertEqual(c.take(), b"-ERR [SYS/TEMP] Too many connections, try again later.\r\n")
+        self.assertTrue(c.transport.disconnecting)
+
+    def test_per_address_limit(self) -> None:
+        ctx = make_ctx(Pop3Settings(max_connections_per_ip=1))
+        Client(ctx, peer="192.0.2.1")
+        self.assertTrue(Client(ctx, peer="192.0.2.1").take().startswith(b"-ERR [SYS/TEMP]"))
+        self.assertTrue(Client(ctx, peer="192.0.2.2").take().startswith(b"+OK"))
+
+    def test_closed_connections_free_their_slot(self) -> None:
+        ctx = make_ctx(Pop3Settings(max_connections=1))
+        Client(ctx).drop()
+        self.assertTrue(Client(ctx).take().startswith(b"+OK"))
+
+
+class WithRealThrottle(Base):
+    """The platform's LoginThrottle: growing delays, then a block, same reply for every user."""
+
+    def test_ten_failures_block_the_address(self) -> None:
+        from mailsuite.auth import LoginThrottle
+
+        ctx = make_ctx(throttle=LoginThrottle(self.clock))
+        ctx.reactor = self.clock
+        replies = []
+        for attempt in range(11):
+            c = Client(ctx)
+            c.cmd(f"USER {ALICE if attempt % 2 else 'nobody@example.test'}")
+            out = c.cmd("PASS wrong")
+            self.clock.advance(60)
+            replies.append(out + c.take())
+        self.assertEqual(set(replies[:10]), {b"-ERR [AUTH] Authentication failed.\r\n"})
+        self.assertEqual(replies[10], b"-ERR [SYS/TEMP] Too many failed logins, try again later.\r\n")

@@ -124,6 +124,7 @@ class Pop3Protocol(Protocol, TimeoutMixin):
         self._tls_started = False
         self._waiting: defer.Deferred[Any] | None = None
         self._sender: MessageSender | None = None
+        self._counted_host: str | None = None
 
     # --- connection ----------------------------------------------------------------------
 
@@ -148,17 +149,17 @@ class Pop3Protocol(Protocol, TimeoutMixin):
             self._write(R.TOO_MANY_CONNECTIONS.to_bytes())
             self._close()
             return
-        self.sessions.connections += 1
-        self._counted = True
+        self._counted_host = self.peer_host
+        self.sessions.connection_opened(self._counted_host)
         self.setTimeout(self.settings.idle_timeout)
         self._write(R.GREETING.to_bytes())
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
         self._disconnected = True
         self.setTimeout(None)
-        if getattr(self, "_counted", False):
-            self.sessions.connections -= 1
-            self._counted = False
+        if self._counted_host is not None:
+            self.sessions.connection_closed(self._counted_host)
+            self._counted_host = None
         if self._waiting is not None:
             self._waiting.cancel()
         if self._sender is not None:

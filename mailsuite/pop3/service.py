@@ -35,9 +35,14 @@ class Pop3Factory(Factory):
         self.implicit_tls = implicit_tls
 
     def buildProtocol(self, addr: Any) -> Pop3Protocol:
-        refuse = self.sessions.connections >= self.settings.max_connections
-        if refuse:
-            self.log.warn("pop3: connection limit reached, refusing {addr}", addr=addr)
+        host = str(getattr(addr, "host", "unknown"))
+        refuse = False
+        if self.sessions.connections >= self.settings.max_connections:
+            self.log.warn("pop3: connection limit reached, refusing {host}", host=host)
+            refuse = True
+        elif self.sessions.connections_from(host) >= self.settings.max_connections_per_ip:
+            self.log.warn("pop3: per-address limit reached, refusing {host}", host=host)
+            refuse = True
         proto = Pop3Protocol(self.ctx, self.settings, self.sessions, self.implicit_tls, refuse)
         proto.factory = self
         return proto

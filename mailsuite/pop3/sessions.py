@@ -16,6 +16,25 @@ class SessionRegistry:
         self._locked: set[str] = set()
         self._last_login: dict[str, float] = {}
         self.connections = 0
+        self._per_host: dict[str, int] = {}
+
+    def connections_from(self, host: str) -> int:
+        """Open connections from one client address."""
+        return self._per_host.get(host, 0)
+
+    def connection_opened(self, host: str) -> None:
+        """Count a connection (total and per address)."""
+        self.connections += 1
+        self._per_host[host] = self._per_host.get(host, 0) + 1
+
+    def connection_closed(self, host: str) -> None:
+        """Forget a connection counted by :meth:`connection_opened`."""
+        self.connections -= 1
+        left = self._per_host.get(host, 1) - 1
+        if left > 0:
+            self._per_host[host] = left
+        else:
+            self._per_host.pop(host, None)
 
     def acquire(self, user: str) -> bool:
         """Lock ``user``'s maildrop; False if another session holds it."""

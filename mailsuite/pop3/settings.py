@@ -11,6 +11,7 @@ class Pop3Settings:
     max_line_length: int = 512  # RFC 2449: 255 octets per argument, we allow a little more
     idle_timeout: float = 600.0  # RFC 1939: at least 10 minutes
     max_connections: int = 200
+    max_connections_per_ip: int = 20  # open connections from one client address
     # Failed logins in one connection before it is closed (the shared LoginThrottle also
     # delays every failure and blocks an address after repeated failures).
     max_auth_failures: int = 3
