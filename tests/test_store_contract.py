@@ -625,3 +625,19 @@ class MemoryStoreContractTests(StoreContract, unittest.TestCase):
 
     def make_store(self, accounts=None):
         return MemoryStore(accounts=accounts)
+
+
+class MaildirStoreContractTests(StoreContract, unittest.TestCase):
+    """The contract against the Maildir store (real files, real thread pool)."""
+
+    def make_store(self, accounts=None):
+        from pathlib import Path
+
+        from twisted.internet import reactor
+
+        from mailsuite.store.maildir import MaildirStore
+        from mailsuite.store.settings import StoreSettings
+
+        store = MaildirStore(Path(self.mktemp()), StoreSettings(), accounts, reactor)
+        self.addCleanup(store.stop)
+        return store

@@ -1,0 +1,460 @@
+"""``MaildirStore``: every user's mail as Maildir++ trees under ``data_dir``.
+
+The on-disk format is documented in ``mailsuite/store/README`` terms in the modules that own
+each file: ``layout`` (directories), ``filenames`` (message file names and flags),
+``uidlist`` (``dovecot-uidlist``), ``keywords`` (``dovecot-keywords``), ``modseq``
+(``mailsuite-modseq``), ``cache`` (``mailsuite-cache``), ``subscriptions`` (``subscriptions``).
+
+Several processes (mailsuite nodes, Dovecot, mutt) may share a tree: UIDs are assigned under a
+lock file, every other change is a rename or unlink, and each process notices the others'
+changes by comparing directory mtimes and re-listing (``FolderState.refresh``), at the latest on
+the next command and every ``poll_interval`` seconds for watched folders. Change events are per
+process; other processes' changes become events when noticed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from twisted.internet import defer, task, threads
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from mailsuite.errors import (
+    FolderExists,
+    FolderNotEmpty,
+    FolderNotFound,
+    InvalidFolderName,
+    StoreError,
+)
+from mailsuite.interfaces import (
+    INBOX,
+    SPECIAL_USE_FOLDERS,
+    FolderInfo,
+    FolderStatus,
+    IAccounts,
+    IAccountStore,
+    IFolder,
+    IMailStore,
+    MessageInfo,
+    QuotaUsage,
+)
+from mailsuite.store import layout
+from mailsuite.store.events import ChangeHub
+from mailsuite.store.filenames import INFO_SEPARATOR, NameMaker, size_from_base
+from mailsuite.store.flags import FlagInterner, normalize_flags
+from mailsuite.store.folder import FolderState
+from mailsuite.store.listing import build_listing, check_quota, effective_quota
+from mailsuite.store.names import canonical_name
+from mailsuite.store.settings import StoreSettings
+from mailsuite.store.subscriptions import read_subscriptions, write_subscriptions
+from mailsuite.store.view import MaildirFolder
+from mailsuite.store.writer import MessageWriter, clean_tmp
+
+
+def _chunks(source: bytes | Sequence[bytes]) -> list[bytes]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return [bytes(source)]
+    return [bytes(c) for c in source]
+
+
+@implementer(IAccountStore)
+class MaildirAccount:
+    """One user's Maildir: folders, subscriptions, delivery and quota."""
+
+    log = Logger()
+
+    def __init__(self, store: MaildirStore, user: str) -> None:
+        self.store = store
+        self.user = user
+        self.dir = layout.user_dir(store.root, user)
+        self.intern = FlagInterner()
+        self._usage: tuple[int, int, float] | None = None  # bytes, messages, computed at
+        self._create()
+
+    def _create(self) -> None:
+        os.makedirs(os.path.dirname(self.dir), 0o700, exist_ok=True)
+        layout.make_maildir(self.dir, is_folder=False)
+        subscribed = read_subscriptions(self.dir)
+        added = False
+        for name in SPECIAL_USE_FOLDERS:
+            if layout.make_maildir(layout.folder_dir(self.dir, name), is_folder=True):
+                subscribed.add(name)
+                added = True
+        if added:
+            subscribed.add(INBOX)
+            write_subscriptions(self.dir, subscribed)
+        now = self.store.clock.seconds()
+        for name in self._folder_names():
+            clean_tmp(layout.folder_dir(self.dir, name), self.store.settings.tmp_max_age, now)
+
+    # --- folders -----------------------------------------------------------------------
+
+    def _folder_names(self) -> list[str]:
+        names = [INBOX]
+        try:
+            entries = os.listdir(self.dir)
+        except FileNotFoundError:
+            return names
+        for entry in entries:
+            name = layout.name_of_dir(entry)
+            if name is not None and name != INBOX and layout.is_maildir(os.path.join(self.dir, entry)):
+                names.append(name)
+        return names
+
+    def _exists(self, canonical: str) -> bool:
+        return layout.is_maildir(layout.folder_dir(self.dir, canonical))
+
+    def state(self, name: str) -> FolderState:
+        """The shared state of an existing folder (FolderNotFound otherwise)."""
+        canonical = canonical_name(name)
+        state = self.store.states.get((self.user, canonical))
+        if state is not None and not state.deleted:
+            return state
+        path = layout.folder_dir(self.dir, canonical)
+        if not layout.is_maildir(path):
+            raise FolderNotFound(f"no folder {name!r}")
+        state = FolderState(self, canonical, path)
+        state.start()
+        self.store.states[(self.user, canonical)] = state
+        return state
+
+    def _drop_states(self, canonical: str) -> list[FolderState]:
+        dropped = []
+        for key in list(self.store.states):
+            if key[0] == self.user and (key[1] == canonical or key[1].startswith(canonical + "/")):
+                dropped.append(self.store.states.pop(key))
+        return dropped
+
+    def list_folders(self) -> list[FolderInfo]:
+        return build_listing(self._folder_names(), read_subscriptions(self.dir))
+
+    def create_folder(self, name: str) -> None:
+        canonical = canonical_name(name)
+        if canonical == INBOX or self._exists(canonical):
+            raise FolderExists(f"folder {canonical!r} exists")
+        parts = canonical.split("/")
+        for i in range(1, len(parts) + 1):
+            layout.make_maildir(layout.folder_dir(self.dir, "/".join(parts[:i])), is_folder=True)
+
+    def delete_folder(self, name: str) -> None:
+        canonical = canonical_name(name)
+        if canonical == INBOX:
+            raise InvalidFolderName("INBOX cannot be deleted")
+        if not self._exists(canonical):
+            raise FolderNotFound(f"no folder {name!r}")
+        if any(n.startswith(canonical + "/") for n in self._folder_names()):
+            raise FolderNotEmpty(f"folder {canonical!r} has children; delete them first")
+        path = layout.folder_dir(self.dir, canonical)
+        # Rename first (atomic: no half-deleted folder is ever listed), then remove.
+        doomed = os.path.join(self.dir, f"mailsuite-deleted.{os.getpid()}.{os.urandom(6).hex()}")
+        os.rename(path, doomed)
+        for state in self._drop_states(canonical):
+            if state.loaded and state.entries:
+                state.remove(list(state.entries), None, unlink=False)
+            state.deleted = True
+        shutil.rmtree(doomed, ignore_errors=True)
+        self.usage_changed()
+
+    def rename_folder(self, old: str, new: str) -> None:
+        source = canonical_name(old)
+        target = canonical_name(new)
+        if not self._exists(source):
+            raise FolderNotFound(f"no folder {old!r}")
+        if target == INBOX or self._exists(target):
+            raise FolderExists(f"folder {target!r} exists")
+        if target.startswith(source + "/") or (source == INBOX and target.startswith(INBOX + "/")):
+            raise InvalidFolderName(f"cannot rename {source!r} into itself")
+        parents = target.split("/")
+        for i in range(1, len(parents)):
+            layout.make_maildir(layout.folder_dir(self.dir, "/".join(parents[:i])), is_folder=True)
+        if source == INBOX:
+            self._rename_inbox(target)
+            return
+        names = sorted(n for n in self._folder_names() if n == source or n.startswith(source + "/"))
+        for state in self._drop_states(source):
+            state.deleted = True
+        for name in names:
+            os.rename(
+                layout.folder_dir(self.dir, name),
+                layout.folder_dir(self.dir, target + name[len(source) :]),
+            )
+        subscribed = read_subscriptions(self.dir)
+        moved = {n for n in subscribed if n == source or n.startswith(source + "/")}
+        if moved:
+            write_subscriptions(self.dir, (subscribed - moved) | {target + n[len(source) :] for n in moved})
+
+    def _rename_inbox(self, target: str) -> None:
+        """RFC 3501 6.3.5: move INBOX's messages to a new folder; INBOX stays, empty."""
+        target_dir = layout.folder_dir(self.dir, target)
+        layout.make_maildir(target_dir, is_folder=True)
+        for sub in ("new", "cur"):
+            source_sub = os.path.join(self.dir, sub)
+            for filename in os.listdir(source_sub):
+                if not filename.startswith("."):
+                    os.rename(os.path.join(source_sub, filename), os.path.join(target_dir, sub, filename))
+        state = self.store.states.get((self.user, INBOX))
+        if state is not None and state.loaded:
+            state.refresh()
+
+    def set_subscribed(self, name: str, subscribed: bool) -> None:
+        canonical = canonical_name(name)
+        names = read_subscriptions(self.dir)
+        if subscribed and canonical not in names:
+            write_subscriptions(self.dir, names | {canonical})
+        elif not subscribed and canonical in names:
+            write_subscriptions(self.dir, names - {canonical})
+
+    def open_folder(self, name: str, readonly: bool = False) -> IFolder:
+        state = self.state(name)
+        state.refresh()
+        return MaildirFolder(state, readonly)
+
+    def folder_status(self, name: str) -> FolderStatus:
+        state = self.state(name)
+        state.refresh()
+        status = state.status()
+        if state.views == 0:
+            self.store.view_closed(state)
+        return status
+
+    # --- adding messages -------------------------------------------------------------
+
+    def deliver(
+        self,
+        source: bytes | Sequence[bytes],
+        folder: str = INBOX,
+        flags: Iterable[str] = (),
+        internal_date: float | None = None,
+    ) -> Any:
+        try:
+            state = self.state(folder)
+        except Exception:
+            return defer.fail()
+        return self.add_message(state, source, flags, internal_date)
+
+    def add_message(
+        self,
+        state: FolderState,
+        source: bytes | Sequence[bytes],
+        flags: Iterable[str],
+        internal_date: float | None,
+    ) -> Any:
+        """Write one message durably into ``state``'s folder; Deferred[MessageInfo]."""
+        return defer.Deferred.fromCoroutine(self._add(state, source, flags, internal_date))
+
+    async def _add(
+        self,
+        state: FolderState,
+        source: bytes | Sequence[bytes],
+        flags: Iterable[str],
+        internal_date: float | None,
+    ) -> MessageInfo:
+        store = self.store
+        chunks = _chunks(source)
+        size = sum(len(c) for c in chunks)
+        wanted = normalize_flags(flags)
+        self.check_quota(size, 1)
+        now = store.clock.seconds()
+        idate = float(int(internal_date if internal_date is not None else now))
+        base = store.names.make(internal_date if internal_date is not None else now, size)
+        if wanted:
+            filename = f"{base}{INFO_SEPARATOR}{state.letters_for(wanted)}"
+            subdir = "cur"
+        else:
+            filename, subdir = base, "new"
+        await threads.deferToThreadPool(
+            store.reactor,
+            store.threadpool,
+            store.writer.deliver,
+            state.dir,
+            chunks,
+            filename,
+            subdir,
+            store.settings.fsync,
+            internal_date,
+        )
+        infos = await state.commit([(base, filename, subdir == "new", size, idate)])
+        return infos[0]
+
+    def transfer(
+        self, source: FolderState, uids: Iterable[int], destination: str, move: bool, origin: object | None
+    ) -> Any:
+        """COPY or MOVE (RFC 6851) ``uids`` to ``destination``; Deferred[list[(old, new)]]."""
+        return defer.Deferred.fromCoroutine(self._transfer(source, uids, destination, move, origin))
+
+    async def _transfer(
+        self, source: FolderState, uids: Iterable[int], destination: str, move: bool, origin: object | None
+    ) -> list[tuple[int, int]]:
+        store = self.store
+        target = self.state(destination)
+        picked = [(uid, source.entries[uid]) for uid in sorted(set(uids)) if uid in source.entries]
+        if not picked:
+            return []
+        if not move:
+            self.check_quota(sum(e[0].size for _, e in picked), len(picked))
+        moves: list[tuple[str, str, str]] = []
+        items: list[tuple[str, str, bool, int, float]] = []
+        for _uid, entry in picked:
+            info = entry[0]
+            base = store.names.make(info.internal_date, info.size)
+            if info.flags:
+                filename = f"{base}{INFO_SEPARATOR}{target.letters_for(info.flags)}"
+                subdir = "cur"
+            else:
+                filename, subdir = base, "new"
+            moves.append(
+                (source.path_of(entry), os.path.join(target.dir, "tmp", filename), os.path.join(target.dir, subdir, filename))
+            )
+            items.append((base, filename, subdir == "new", info.size, info.internal_date))
+        dirs = [os.path.join(target.dir, "new"), os.path.join(target.dir, "cur")]
+        if move:
+            dirs += [os.path.join(source.dir, "new"), os.path.join(source.dir, "cur")]
+        await threads.deferToThreadPool(
+            store.reactor, store.threadpool, store.writer.transfer, moves, not move, store.settings.fsync, dirs
+        )
+        infos = await target.commit(items)
+        if move:
+            source.remove([uid for uid, _ in picked], origin, unlink=False)
+        return [(uid, info.uid) for (uid, _), info in zip(picked, infos)]
+
+    # --- quota -------------------------------------------------------------------------
+
+    def _limits(self) -> Any:
+        accounts = self.store.accounts
+        return effective_quota(accounts.quota_of(self.user) if accounts is not None else None, self.store.settings)
+
+    def _scan_usage(self) -> tuple[int, int]:
+        total = count = 0
+        for name in self._folder_names():
+            path = layout.folder_dir(self.dir, name)
+            for sub in ("new", "cur"):
+                try:
+                    entries = os.listdir(os.path.join(path, sub))
+                except FileNotFoundError:
+                    continue
+                for filename in entries:
+                    if filename.startswith("."):
+                        continue
+                    idx = filename.find(INFO_SEPARATOR)
+                    size = size_from_base(filename if idx < 0 else filename[:idx])
+                    if size is None:
+                        try:
+                            size = os.stat(os.path.join(path, sub, filename)).st_size
+                        except OSError:
+                            continue
+                    total += size
+                    count += 1
+        return total, count
+
+    def _current_usage(self) -> tuple[int, int]:
+        now = self.store.clock.seconds()
+        if self._usage is None or now - self._usage[2] > self.store.settings.quota_rescan_interval:
+            total, count = self._scan_usage()
+            self._usage = (total, count, now)
+        return self._usage[0], self._usage[1]
+
+    def usage_adjust(self, size: int, count: int) -> None:
+        """Account for messages we added or removed, without a rescan."""
+        if self._usage is not None:
+            self._usage = (self._usage[0] + size, self._usage[1] + count, self._usage[2])
+
+    def usage_changed(self) -> None:
+        """Forget the computed usage (changes made by someone else)."""
+        self._usage = None
+
+    def quota(self) -> QuotaUsage:
+        limits = self._limits()
+        used, count = self._current_usage()
+        return QuotaUsage(used, limits.bytes_limit, count, limits.messages_limit)
+
+    def check_quota(self, size: int, count: int) -> None:
+        """Raise QuotaExceeded if ``count`` messages of ``size`` bytes in all do not fit."""
+        limits = self._limits()
+        if limits.bytes_limit is None and limits.messages_limit is None:
+            return
+        used, messages = self._current_usage()
+        check_quota(QuotaUsage(used, limits.bytes_limit, messages, limits.messages_limit), size, count)
+
+
+@implementer(IMailStore)
+class MaildirStore:
+    """Every user's Maildir under ``root``; see the module docstring.
+
+    ``reactor`` provides the thread pool for disk work; ``clock`` (default: the reactor) drives
+    time and the periodic check of watched folders. ``writer`` can be replaced in tests.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        root: Path,
+        settings: StoreSettings,
+        accounts: IAccounts | None,
+        reactor: Any,
+        *,
+        clock: Any = None,
+        writer: MessageWriter | None = None,
+    ) -> None:
+        self.root = str(root)
+        self.settings = settings
+        self.accounts = accounts
+        self.reactor = reactor
+        self.clock = clock if clock is not None else reactor
+        self.writer = writer or MessageWriter()
+        self.names = NameMaker()
+        self.hub = ChangeHub()
+        self.states: dict[tuple[str, str], FolderState] = {}
+        self._accounts_by_user: dict[str, MaildirAccount] = {}
+        self._poller: task.LoopingCall | None = None
+        os.makedirs(self.root, 0o700, exist_ok=True)
+
+    @property
+    def threadpool(self) -> Any:
+        return self.reactor.getThreadPool()
+
+    def account(self, user: str) -> IAccountStore:
+        account = self._accounts_by_user.get(user)
+        if account is None:
+            account = self._accounts_by_user[user] = MaildirAccount(self, user)
+        return account
+
+    # --- watching other processes' changes --------------------------------------------
+
+    def watch(self) -> None:
+        """Start the periodic check if it is not running (a view has subscribers)."""
+        if self._poller is None and self.settings.poll_interval > 0:
+            self._poller = task.LoopingCall(self._poll)
+            self._poller.clock = self.clock
+            self._poller.start(self.settings.poll_interval, now=False)
+
+    def _poll(self) -> None:
+        watched = self.hub.watched()
+        if not watched:
+            self.stop()
+            return
+        for key in watched:
+            state = self.states.get(key)
+            if state is not None and state.loaded:
+                try:
+                    state.refresh()
+                except (OSError, StoreError):
+                    self.log.failure("refresh of {user} {folder} failed", user=key[0], folder=key[1])
+
+    def view_closed(self, state: FolderState) -> None:
+        """Free a folder's index when no view is left; stop polling when nobody listens."""
+        if state.views <= 0 and state.loaded:
+            state.unload()
+        if self._poller is not None and not self.hub.watched():
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop the periodic check (for shutdown and tests)."""
+        if self._poller is not None:
+            if self._poller.running:
+                self._poller.stop()
+            self._poller = None
