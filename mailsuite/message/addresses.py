@@ -5,14 +5,20 @@ Each address is ``[name, adl, mailbox, host]`` (each ``str`` or ``None``). A gro
 end marker ``[None, None, None, None]``, exactly as RFC 3501 represents it.
 
 Strings are raw header text (latin-1 ``str`` of the original octets): encoded words are left
-encoded, as IMAP clients decode them themselves. Quoted display names are unquoted; comments
-are dropped, except that a bare ``addr (Full Name)`` takes the comment as the name.
+encoded, as IMAP clients decode them themselves. Quoted display names and local parts are
+unquoted; comments are dropped, except that ``addr (Full Name)`` takes the comment as the name.
+Empty list members are skipped.
 The parser is lenient and total: any input gives some list, never an exception.
 """
 
 from __future__ import annotations
 
 Address = list  # [name, adl, mailbox, host]
+
+# A NIL host means group syntax in IMAP (RFC 3501 7.4.2), so a mailbox without a domain, or
+# ``<>``, gets these placeholders instead, the same ones Dovecot uses.
+MISSING_MAILBOX = "MISSING_MAILBOX"
+MISSING_DOMAIN = "MISSING_DOMAIN"
 
 _SPECIALS = frozenset('<>@,;:"[]()')
 _WSP = " \t\r\n"
@@ -99,9 +105,7 @@ def _addr_spec(tokens: list[tuple[int, str]]) -> tuple[str | None, str | None]:
 
 
 def _quote_local(kind: int, text: str) -> str:
-    if kind == _QUOTED:
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return text
+    return text  # a quoted local part is shown unquoted, as Dovecot does
 
 
 def _mailbox(tokens: list[tuple[int, str]]) -> Address | None:
@@ -125,12 +129,13 @@ def _mailbox(tokens: list[tuple[int, str]]) -> Address | None:
         if name is None:
             comments = [t.strip() for k, t in tokens[gt + 1 :] if k == _COMMENT and t.strip()]
             name = comments[-1] if comments else None
-        return [name, adl, mailbox if mailbox is not None else "", host]
+        return [name, adl, mailbox or MISSING_MAILBOX, host or MISSING_DOMAIN]
     mailbox, host = _addr_spec(tokens)
-    if mailbox is None and host is None:
+    if not mailbox and not host:
         return None
     comments = [t.strip() for k, t in tokens if k == _COMMENT and t.strip()]
-    return [comments[-1] if comments else None, None, mailbox, host]
+    name = comments[-1] if comments else None
+    return [name, None, mailbox or MISSING_MAILBOX, host or MISSING_DOMAIN]
 
 
 def parse_address_list(value: str) -> list[Address] | None:

@@ -30,10 +30,17 @@ __all__ = [
 _WSP = " \t"
 
 
+_FOLD = re.compile(rb"\r*\n[ \t]*")
+
+
 def unfold(value: bytes) -> bytes:
-    """Unfold a field body (RFC 5322 2.2.3): drop line breaks, trim surrounding white space."""
+    """Unfold a field body (RFC 5322 2.2.3) and trim the surrounding white space.
+
+    A line break and the white space after it become one space (as Dovecot shows folded
+    fields in ENVELOPE); a stray CR becomes a space too.
+    """
     if b"\n" in value or b"\r" in value:
-        value = value.replace(b"\r", b"").replace(b"\n", b"")
+        value = _FOLD.sub(b" ", value).replace(b"\r", b" ")
     return value.strip(b" \t")
 
 

@@ -178,14 +178,16 @@ def parse_entity(
             entity.params = [("charset", "us-ascii")]
     if entity.maintype == "multipart":
         boundary = _param(entity.params, "boundary")
-        if not boundary or depth >= MAX_DEPTH or len(boundary) > 200:
+        if depth >= MAX_DEPTH:
             entity.opaque = True
             return entity
         child_default = DIGEST_DEFAULT_TYPE if entity.subtype == "digest" else DEFAULT_TYPE
-        for s, e in find_parts(raw, body_start, end, boundary.encode("latin-1"), budget):
-            entity.children.append(parse_entity(raw, s, e, depth + 1, budget, child_default))
+        if boundary and len(boundary) <= 200:
+            for s, e in find_parts(raw, body_start, end, boundary.encode("latin-1"), budget):
+                entity.children.append(parse_entity(raw, s, e, depth + 1, budget, child_default))
         if not entity.children:
-            # RFC 3501 body-type-mpart needs one part: an empty text/plain stands in.
+            # No boundary or no delimiter found. RFC 3501 body-type-mpart needs one part:
+            # an empty text/plain stands in (as in Dovecot).
             entity.children.append(Entity(end, end, end, [], params=[("charset", "us-ascii")]))
     elif entity.maintype == "message" and entity.subtype in ("rfc822", "global"):
         cte = entity.field_value(raw, b"content-transfer-encoding")
@@ -218,22 +220,28 @@ def parts_of_message(message: Entity) -> list[Entity]:
     return [message]
 
 
-def subparts(entity: Entity) -> list[Entity]:
-    """The parts numbered below ``entity`` (part ``N.1``, ``N.2`` ...)."""
-    if entity.is_multipart:
-        return entity.children
-    if entity.message is not None:
-        return parts_of_message(entity.message)
-    return []
-
-
 def resolve(message: Entity, path: tuple[int, ...]) -> Entity | None:
-    """The entity for part number ``path`` (1-based), or None when there is no such part."""
+    """The entity for part number ``path`` (1-based), or None when there is no such part.
+
+    RFC 3501 6.4.5 numbering: the parts of a multipart are its children; the parts of a
+    message/rfc822 part are those of the message it holds. A leaf part inside a multipart is
+    also its own part 1 (``1.1`` of a text part is that text part), as Dovecot answers;
+    the body of a single-part message has no parts below it.
+    """
+    container = message
     candidates = parts_of_message(message)
     entity: Entity | None = None
     for number in path:
         if number < 1 or number > len(candidates):
             return None
         entity = candidates[number - 1]
-        candidates = subparts(entity)
+        if entity.is_multipart:
+            candidates = entity.children
+        elif entity.message is not None:
+            container = entity.message
+            candidates = parts_of_message(container)
+        elif entity is container:
+            candidates = []
+        else:
+            candidates = [entity]
     return entity

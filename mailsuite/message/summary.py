@@ -29,15 +29,36 @@ def _text(value: bytes | None) -> str | None:
     return value.decode("latin-1")
 
 
+def _last(raw: bytes, entity: Entity, name: bytes) -> str | None:
+    """The unfolded value of the last field called ``name`` ("" when empty), None if absent.
+
+    A repeated field (invalid per RFC 5322 3.6) counts by its last occurrence, as in Dovecot.
+    """
+    for f in reversed(entity.fields):
+        if f.name == name:
+            return hdr.unfold(raw[f.value_start : f.end]).decode("latin-1")
+    return None
+
+
+def _addresses(raw: bytes, entity: Entity, name: bytes) -> list[list[str | None]] | None:
+    """Every address in every field called ``name`` (repeated fields are merged)."""
+    out: list[list[str | None]] = []
+    for f in entity.fields:
+        if f.name == name:
+            found = parse_address_list(hdr.unfold(raw[f.value_start : f.end]).decode("latin-1"))
+            if found:
+                out.extend(found)
+    return out or None
+
+
 def envelope_of(raw: bytes, entity: Entity) -> dict[str, Any]:
     """The RFC 3501 7.4.2 ENVELOPE fields of the message whose header is ``entity``'s."""
     env: dict[str, Any] = {
-        "date": _text(entity.field_value(raw, b"date")),
-        "subject": _text(entity.field_value(raw, b"subject")),
+        "date": _last(raw, entity, b"date"),
+        "subject": _last(raw, entity, b"subject"),
     }
     for key, name in _ADDRESS_FIELDS:
-        value = entity.field_value(raw, name)
-        env[key] = parse_address_list(value.decode("latin-1")) if value else None
+        env[key] = _addresses(raw, entity, name)
     # RFC 3501 7.4.2: "If the Sender or Reply-To lines are absent in the [RFC-2822]
     # header, or are present but empty, the server sets the corresponding member of the
     # envelope to be the same value as the from member".
@@ -45,8 +66,8 @@ def envelope_of(raw: bytes, entity: Entity) -> dict[str, Any]:
         env["sender"] = env["from"]
     if env["reply_to"] is None:
         env["reply_to"] = env["from"]
-    env["in_reply_to"] = _text(entity.field_value(raw, b"in-reply-to"))
-    env["message_id"] = _text(entity.field_value(raw, b"message-id"))
+    env["in_reply_to"] = _last(raw, entity, b"in-reply-to")
+    env["message_id"] = _last(raw, entity, b"message-id")
     return env
 
 
@@ -60,13 +81,11 @@ def empty_envelope() -> dict[str, Any]:
 
 
 def _lines(raw: bytes, start: int, end: int) -> int:
-    """Lines of ``raw[start:end]``: line breaks, plus one for a last line without one."""
+    """Lines of ``raw[start:end]``: its line breaks, so a last line without one does not count
+    (as Dovecot counts; RFC 3501 only says "size of the body in text lines")."""
     if end <= start:
         return 0
-    count = raw.count(b"\n", start, end)
-    if raw[end - 1] != 0x0A:
-        count += 1
-    return count
+    return raw.count(b"\n", start, end)
 
 
 def _leaf_text(raw: bytes, entity: Entity, name: bytes) -> str | None:
@@ -97,9 +116,11 @@ def body_node(raw: bytes, entity: Entity) -> dict[str, Any]:
     if value:
         language = hdr.parse_language(value.decode("latin-1"))
     maintype, subtype, params = entity.maintype, entity.subtype, entity.params
+    if maintype == "text" and not any(k == "charset" for k, _ in params):
+        params = [*params, ("charset", "us-ascii")]  # RFC 2045 5.2 default, as Dovecot shows it
     if maintype == "multipart" and not entity.is_multipart:
-        # Unscannable multipart (no boundary, or nested too deep): an opaque leaf.
-        maintype, subtype, params = "application", "octet-stream", []
+        # Nested deeper than MAX_DEPTH: an opaque leaf (as Dovecot does past its limit).
+        maintype, subtype = "application", "octet-stream"
     node: dict[str, Any] = {
         "type": maintype,
         "subtype": subtype,
