@@ -63,8 +63,9 @@ service pop3-login {{
 service imap {{
   process_limit = 2000
 }}
-service anvil {{
-  # no login rate limiting from one IP: the load comes from 127.0.0.1
+protocol imap {{
+  # all benchmark clients come from 127.0.0.1
+  mail_max_userip_connections = 5000
 }}
 """
 

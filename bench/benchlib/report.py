@@ -36,7 +36,9 @@ def rows(wl: Workload) -> tuple[list[str], list[list[str]]]:
                     if (key, label) not in extra_keys:
                         extra_keys.append((key, label))
     unit = wl.cases[0].unit if wl.cases else "per s"
-    header = ["case", "server", f"{unit} (median)", "mailsuite / server", "CPU s per unit",
+    ratio_label = ("mailsuite / server" if not wl.ratio_of
+                   else f"mailsuite / server ({EXTRA_LABELS.get(wl.ratio_of, wl.ratio_of)})")
+    header = ["case", "server", f"{unit} (median)", ratio_label, "CPU s per unit",
               "peak memory", *[label for _, label in extra_keys], "runs"]
     table: list[list[str]] = []
     for case in wl.cases:
@@ -49,7 +51,12 @@ def rows(wl: Workload) -> tuple[list[str], list[list[str]]]:
                 continue
             ratio = ""
             if ms is not None and out.server != "mailsuite":
-                ratio = f"{ms.median_rate() / out.median_rate():.2f}"
+                if wl.ratio_of:
+                    mine, theirs = ms.median_extra(wl.ratio_of), out.median_extra(wl.ratio_of)
+                    if mine is not None and theirs:
+                        ratio = f"{mine / theirs:.2f}"
+                else:
+                    ratio = f"{ms.median_rate() / out.median_rate():.2f}"
             extras = []
             for key, _label in extra_keys:
                 v = out.median_extra(key)
@@ -69,12 +76,16 @@ EXTRA_LABELS = {
     "p50_ms": "median latency",
     "connections": "connections",
     "mb_per_s": "MB/s",
+    "rss_total": "RSS total",
+    "base_memory": "memory before",
 }
 EXTRA_FORMAT = {
     "bytes_per_conn": lambda v: f"{v / 1024:.1f} KiB",
     "p50_ms": lambda v: f"{v:.2f} ms",
     "connections": lambda v: f"{v:.0f}",
     "mb_per_s": lambda v: f"{v:.1f}",
+    "rss_total": lambda v: f"{v / 1e6:.1f} MB",
+    "base_memory": lambda v: f"{v / 1e6:.1f} MB",
 }
 
 

@@ -65,3 +65,4 @@ class Workload:
     notes: list[str] = field(default_factory=list)
     skipped: str | None = None
     raw_text: str | None = None  # verbatim output (store workload)
+    ratio_of: str | None = None  # an extra key to compare instead of the rate (memory)
