@@ -1,0 +1,100 @@
+"""Framing and bad input: literal limits (sync and LITERAL+), long lines, pipelining, server
+bugs turned into NO [SERVERBUG], connection limits."""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address
+
+from test_imap_helpers import ALICE, Client, deliver, make_ctx, message
+from mailsuite.imap.service import ImapFactory
+from mailsuite.imap.settings import ImapSettings
+
+
+def logged_in(settings: ImapSettings | None = None) -> Client:
+    ctx = make_ctx(settings=settings)
+    deliver(ctx, ALICE, message(1))
+    c = Client(ctx)
+    c.login()
+    return c
+
+
+def test_huge_synchronising_literal_refused_without_continuation() -> None:
+    c = logged_in()
+    out = c.send(b"a APPEND INBOX {4294967295}\r\n")
+    assert out == b"a NO [TOOBIG] Literal too large.\r\n"
+    c.ok("NOOP")
+
+
+def test_huge_non_synchronising_literal_closes() -> None:
+    c = logged_in()
+    out = c.send(b"a APPEND INBOX {4294967295+}\r\n")
+    assert out.startswith(b"a BAD [TOOBIG]") and b"* BYE" in out
+    assert c.transport.disconnecting
+
+
+def test_literal_for_non_append_command_limited_to_line_length() -> None:
+    c = logged_in(ImapSettings(max_line_length=1000))
+    assert c.send(b"a LOGIN {5000}\r\n").startswith(b"a NO [TOOBIG]")
+
+
+def test_long_line_is_bad_and_session_continues() -> None:
+    c = logged_in(ImapSettings(max_line_length=1000))
+    out = c.send(b"a NOOP " + b"x" * 5000 + b"\r\n")
+    assert out == b"a BAD [TOOBIG] Command line too long.\r\n"
+    c.ok("NOOP")
+
+
+def test_long_line_in_pieces_is_discarded() -> None:
+    c = logged_in(ImapSettings(max_line_length=1000))
+    c.send(b"a NOOP " + b"x" * 3000)
+    out = c.send(b"x" * 3000 + b"\r\n")
+    assert b"a BAD [TOOBIG]" in out
+    c.ok("NOOP")
+
+
+def test_pipelined_commands_answered_in_order() -> None:
+    c = logged_in()
+    out = c.send(b"a NOOP\r\nb SELECT INBOX\r\nc FETCH 1 UID\r\n")
+    assert out.index(b"a OK") < out.index(b"b OK") < out.index(b"c OK")
+
+
+def test_literal_in_pieces() -> None:
+    c = logged_in()
+    c.send(b"a APPEND INBOX {10}\r\n")
+    c.send(b"01234")
+    out = c.send(b"56789\r\n")
+    assert b"a OK [APPENDUID" in out
+
+
+def test_unexpected_exception_becomes_serverbug() -> None:
+    c = logged_in()
+    c.select()
+    folder = c.proto.session.selected.folder
+
+    def broken(*a, **kw):  # type: ignore[no-untyped-def]
+        raise RuntimeError("boom")
+
+    folder.summary = broken
+    assert c.status(c.cmd("FETCH 1 ENVELOPE")).startswith(b"NO [SERVERBUG]")
+    c.ok("NOOP")
+
+
+def test_connection_limit_per_address() -> None:
+    ctx = make_ctx()
+    factory = ImapFactory(ctx, True, ImapSettings(max_connections_per_ip=1))
+    addr = IPv4Address("TCP", "192.0.2.9", 1)
+    first = factory.buildProtocol(addr)
+    second = factory.buildProtocol(addr)
+    assert first is not second and not hasattr(second, "session")
+
+
+def test_tcp_nodelay_set() -> None:
+    c = logged_in()
+    assert c.transport.nodelay
+
+
+def test_disconnect_releases_avatar() -> None:
+    c = logged_in()
+    c.select()
+    c.drop()
+    assert c.ctx.portal.realm.logouts == 1
