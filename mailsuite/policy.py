@@ -20,6 +20,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from mailsuite.address import base_address, canonical
+from mailsuite.errors import InvalidAddress
 from mailsuite.interfaces import IAccounts, Resolution
 from mailsuite.smtp.paths import Mailbox
 
@@ -43,13 +45,6 @@ class RecipientDecision:
     address: str
     resolution: Resolution | None = None
     reason: str = ""
-
-
-def _strip_tag(address: str) -> str:
-    """``user+tag@domain`` -> ``user@domain`` (lower case)."""
-    local, _, domain = address.rpartition("@")
-    base = local.split("+", 1)[0] or local
-    return f"{base}@{domain}".lower()
 
 
 def check_recipient(
@@ -104,7 +99,13 @@ def sender_allowed(
         return True
     if mailbox is None or mailbox.literal or mailbox.trailing_dot or not mailbox.domain:
         return False
-    address = f"{mailbox.local}@{mailbox.domain}".lower()
-    owned = {a.lower() for a in accounts.sender_addresses(authenticated_user)}
-    owned.add(authenticated_user.lower())
-    return address in owned or _strip_tag(address) in owned
+    if any(c in mailbox.local for c in _ROUTING_CHARACTERS):
+        return False
+    try:
+        address = canonical(f"{mailbox.local}@{mailbox.domain}")
+        base = base_address(address)
+        user = canonical(authenticated_user)
+    except InvalidAddress:
+        return False
+    owned = accounts.sender_addresses(user) | {user}
+    return address in owned or base in owned

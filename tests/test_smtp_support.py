@@ -18,11 +18,13 @@ from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.testing import StringTransport
 from zope.interface import alsoProvides, implementer
 
+from mailsuite.accounts import MemoryAccounts
+from mailsuite.auth import LoginThrottle
 from mailsuite.context import ServerContext
-from mailsuite.interfaces import IAccounts, IAccountStore, Quota, Resolution
+from mailsuite.interfaces import IAccountStore, Quota
 from mailsuite.smtp.service import ConnectionLimiter, SMTPFactory
 from mailsuite.smtp.settings import SmtpSettings
-from mailsuite.smtp.testing import CountingThrottle, RecordingMailLog, RecordingSpool, StaticTLS
+from mailsuite.smtp.testing import RecordingMailLog, RecordingSpool, StaticTLS
 from mailsuite.store.memory import MemoryStore
 
 DOMAIN = "example.test"
@@ -31,82 +33,15 @@ BOB = "bob@example.test"
 PASSWORD = "correct horse"
 
 
-def _accounts_class() -> Any:
-    """The platform's MemoryAccounts when it has landed, else the local fake below."""
-    try:
-        from mailsuite.accounts import MemoryAccounts  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return MemoryAccounts
-
-
-@implementer(IAccounts)
-class FakeAccounts:
-    """A tiny IAccounts: users, aliases (local or remote targets), plus-addresses, quotas."""
-
-    def __init__(self) -> None:
-        self.domains: set[str] = set()
-        self.users: dict[str, str] = {}
-        self.aliases: dict[str, list[str]] = {}
-        self.quotas: dict[str, Quota] = {}
-
-    def add_domain(self, domain: str) -> None:
-        self.domains.add(domain.lower())
-
-    def add_user(self, address: str, password: str, quota: Quota | None = None) -> None:
-        self.users[address.lower()] = password
-        if quota is not None:
-            self.quotas[address.lower()] = quota
-
-    def add_alias(self, alias: str, targets: list[str]) -> None:
-        self.aliases[alias.lower()] = [t.lower() for t in targets]
-
-    def local_domains(self) -> frozenset[str]:
-        return frozenset(self.domains)
-
-    def is_local_domain(self, domain: str) -> bool:
-        return domain.lower() in self.domains
-
-    def user_exists(self, user: str) -> bool:
-        return user.lower() in self.users
-
-    def resolve(self, address: str) -> Resolution | None:
-        address = address.lower()
-        local, _, domain = address.rpartition("@")
-        base = f"{local.split('+', 1)[0]}@{domain}"
-        if domain not in self.domains:
-            return Resolution((), (address,))
-        if base in self.users:
-            return Resolution((base,), ())
-        if base in self.aliases:
-            targets = self.aliases[base]
-            local_users = tuple(t for t in targets if t in self.users)
-            remote = tuple(t for t in targets if t.rpartition("@")[2] not in self.domains)
-            return Resolution(local_users, remote)
-        return None
-
-    def sender_addresses(self, user: str) -> frozenset[str]:
-        owned = {user}
-        owned.update(a for a, targets in self.aliases.items() if user in targets)
-        return frozenset(owned)
-
-    def check_password(self, user: str, password: str) -> Any:
-        ok = self.users.get(user.lower()) == password
-        return defer.succeed(user.lower() if ok else None)
-
-    def quota_of(self, user: str) -> Quota:
-        return self.quotas.get(user.lower(), Quota())
-
-    def list_users(self) -> list[str]:
-        return sorted(self.users)
-
-
 @implementer(ICredentialsChecker)
 class _Checker:
     credentialInterfaces = (IUsernamePassword,)
 
-    def __init__(self, accounts: Any) -> None:
-        self.accounts = accounts
+    """Checks passwords synchronously (MemoryAccounts hashes with argon2 in a thread pool,
+    which a fake clock cannot drive); the end-to-end tests use the real portal."""
+
+    def __init__(self, passwords: dict[str, str]) -> None:
+        self.passwords = passwords
 
     def requestAvatarId(self, credentials: Any) -> Any:
         username = credentials.username
@@ -115,14 +50,10 @@ class _Checker:
             username = username.decode()
         if isinstance(password, bytes):
             password = password.decode()
-        d = defer.maybeDeferred(self.accounts.check_password, username, password)
-
-        def check(user: str | None) -> Any:
-            if user is None:
-                raise UnauthorizedLogin()
-            return user
-
-        return d.addCallback(check)
+        user = username.lower()
+        if self.passwords.get(user) != password:
+            return defer.fail(UnauthorizedLogin())
+        return defer.succeed(user)
 
 
 @implementer(IRealm)
@@ -182,15 +113,13 @@ def make_context(
     quota: Quota | None = None,
 ) -> ServerContext:
     """A ServerContext with alice and bob in example.test, some aliases, in-memory parts."""
-    accounts_class = _accounts_class()
-    accounts = accounts_class() if accounts_class is not None else FakeAccounts()
-    accounts.add_domain(DOMAIN)
+    accounts = MemoryAccounts([DOMAIN])
     accounts.add_user(ALICE, PASSWORD, quota=quota)
     accounts.add_user(BOB, PASSWORD)
     accounts.add_alias("sales@example.test", [ALICE])
     accounts.add_alias("fwd@example.test", ["friend@remote.test"])
     store = MemoryStore(accounts=accounts, clock=clock)
-    portal = Portal(_Realm(store), [_Checker(accounts)])
+    portal = Portal(_Realm(store), [_Checker({ALICE: PASSWORD, BOB: PASSWORD})])
     config = SimpleNamespace(smtp=settings or SmtpSettings(), hostname="mx.example.test")
     return ServerContext(
         config=config,
@@ -199,7 +128,7 @@ def make_context(
         spool=RecordingSpool() if spool else None,
         portal=portal,
         tls=StaticTLS(),
-        throttle=CountingThrottle(),
+        throttle=LoginThrottle(clock),
         maillog=RecordingMailLog(),
         reactor=clock,
     )

@@ -1,4 +1,4 @@
-"""Small in-memory stand-ins for SMTP protocol tests: spool, mail log, throttle, TLS settings.
+"""Small in-memory stand-ins for SMTP protocol tests: spool, mail log, TLS settings.
 
 Accounts, store and the cred portal come from their owners' modules (``MemoryAccounts``,
 ``MemoryStore``, ``mailsuite.auth.make_portal``); these fakes cover what the tests need to observe.
@@ -42,28 +42,6 @@ class RecordingMailLog:
 
     def of(self, event: str) -> list[dict[str, Any]]:
         return [f for e, f in self.events if e == event]
-
-
-@dataclass
-class CountingThrottle:
-    """A ``LoginThrottle`` stand-in: blocks after ``block_after`` failures per address."""
-
-    block_after: int = 1000
-    delay: float = 0.0
-    failures: dict[str, int] = field(default_factory=dict)
-    successes: list[str] = field(default_factory=list)
-
-    def delay_for(self, ip: str) -> float:
-        return self.delay
-
-    def record_failure(self, ip: str) -> None:
-        self.failures[ip] = self.failures.get(ip, 0) + 1
-
-    def record_success(self, ip: str) -> None:
-        self.successes.append(ip)
-
-    def is_blocked(self, ip: str) -> bool:
-        return self.failures.get(ip, 0) >= self.block_after
 
 
 class StaticTLS:
