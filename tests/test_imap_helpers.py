@@ -211,3 +211,78 @@ def untagged(output: bytes, kind: str) -> list[bytes]:
         if m and m.group(1).decode() == kind:
             out.append(line)
     return out
+
+
+# --- end-to-end: a real server on 127.0.0.1 with the Maildir store and TLS -------------------
+
+
+class LiveServer:
+    """An IMAP listener on 127.0.0.1 (STARTTLS port and implicit-TLS port) over a MaildirStore.
+
+    Built inside a trial test (the global reactor runs); ``stop()`` returns a Deferred.
+    """
+
+    def __init__(self, directory: str, settings: ImapSettings | None = None) -> None:
+        from pathlib import Path
+
+        from twisted.internet import reactor
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        from mailsuite.accounts import MemoryAccounts
+        from mailsuite.auth import LoginThrottle, make_portal
+        from mailsuite.imap.service import imap_factory
+        from mailsuite.store.maildir import MaildirStore
+        from mailsuite.store.settings import StoreSettings
+        from mailsuite.tls import TLSSettings, ensure_certificate
+
+        root = Path(directory)
+        self.data_dir = root / "maildirs"
+        self.accounts = MemoryAccounts(domains=("example.test",), reactor=reactor)
+        for user in USERS:
+            self.accounts.add_user(user, PASSWORD)
+        self.store = MaildirStore(self.data_dir, StoreSettings(fsync=False), self.accounts,
+                                  reactor)
+        self.cert_path, key_path = ensure_certificate(root / "tls", "localhost")
+        tls = TLSSettings(self.cert_path, key_path)
+
+        @dataclass
+        class _Config:
+            imap: ImapSettings
+
+        self.ctx = ServerContext(
+            config=_Config(settings or ImapSettings()), accounts=self.accounts,
+            store=self.store, spool=None, portal=make_portal(self.accounts, self.store),
+            tls=tls, throttle=LoginThrottle(reactor), maillog=None, reactor=reactor)
+        self.plain_port = reactor.listenTCP(0, imap_factory(self.ctx, False),
+                                            interface="127.0.0.1")
+        self.tls_port = reactor.listenTCP(
+            0, TLSMemoryBIOFactory(tls.server_options(), False, imap_factory(self.ctx, True)),
+            interface="127.0.0.1")
+        self.port = self.plain_port.getHost().port
+        self.imaps_port = self.tls_port.getHost().port
+
+    def ssl_context(self) -> Any:
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(self.cert_path))
+        context.check_hostname = False
+        return context
+
+    def imap(self, user: str = ALICE) -> Any:
+        """A logged-in imaplib client over STARTTLS (blocking: call from a thread)."""
+        import imaplib
+
+        client = imaplib.IMAP4("127.0.0.1", self.port, timeout=20)
+        client.starttls(self.ssl_context())
+        client.login(user, PASSWORD)
+        return client
+
+    def deliver(self, user: str, raw: bytes, folder: str = "INBOX") -> Any:
+        return self.store.account(user).deliver(raw, folder)
+
+    def stop(self) -> Any:
+        from twisted.internet import defer
+
+        self.store.stop() if hasattr(self.store, "stop") else None
+        return defer.gatherResults([defer.maybeDeferred(self.plain_port.stopListening),
+                                    defer.maybeDeferred(self.tls_port.stopListening)])
