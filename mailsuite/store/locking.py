@@ -1,6 +1,10 @@
-"""Dot-lock files created with O_CREAT|O_EXCL (atomic on local file systems and NFSv3+).
+"""Dot-lock files, NFS-safe.
 
-The lock holds ``<pid>:<host>``. A lock is stale when its owner was on this host and is no
+The lock content ``<pid>:<host>`` is first written to a unique temporary file, which is then
+hard-linked to the lock name: ``link`` fails if the lock exists, is atomic on NFS too, and the
+lock is never seen empty (a process killed between creating and writing an O_EXCL lock would
+leave an anonymous lock nobody can judge). If ``link`` reports an error, the link count of the
+temporary file says whether it happened anyway (the classic NFS retry case). A lock is stale when its owner was on this host and is no
 longer running, or when it has not been touched for ``STALE_AFTER`` seconds (a holder never
 keeps it that long: it only appends a few lines to a small file).
 """
@@ -10,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import threading
 import time
 
 from mailsuite.errors import TemporaryStoreError
@@ -44,14 +49,22 @@ class DotLock:
         self._held = False
 
     def _try_once(self) -> bool:
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return False
+        tmp = f"{self.path}.{self._host}.{os.getpid()}.{threading.get_ident()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, f"{os.getpid()}:{self._host}\n".encode())
         finally:
             os.close(fd)
+        try:
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                return False
+            except OSError:
+                if os.stat(tmp).st_nlink != 2:
+                    raise
+        finally:
+            os.unlink(tmp)
         self._held = True
         return True
 
