@@ -51,6 +51,16 @@ class _Destination:
         self.key = key
         self.jobs: deque[tuple[DeliveryJob, defer.Deferred[dict[str, Outcome]]]] = deque()
         self.workers = 0
+        self.idle: list[defer.Deferred[bool]] = []  # workers holding an open connection
+
+    def wake_one(self) -> bool:
+        """Hand new work to a worker waiting with an open connection, if there is one."""
+        while self.idle:
+            d = self.idle.pop()
+            if not d.called:
+                d.callback(True)
+                return True
+        return False
 
 
 @implementer(IDeliveryAgent)
@@ -76,6 +86,7 @@ class RemoteAgent:
         self._connections = defer.DeferredSemaphore(max(1, settings.max_connections))
         self._sessions: set[SMTPSession] = set()
         self._stopping = False
+        self._workers: set[defer.Deferred[None]] = set()
 
     def destination_key(self, job: DeliveryJob) -> str:
         if self.settings.smarthost:
@@ -90,22 +101,38 @@ class RemoteAgent:
             dest = self._destinations[key] = _Destination(key)
         d: defer.Deferred[dict[str, Outcome]] = defer.Deferred()
         dest.jobs.append((job, d))
+        if dest.wake_one():
+            return d
         if dest.workers < self.settings.max_per_destination and dest.workers < len(dest.jobs):
             dest.workers += 1
-            defer.Deferred.fromCoroutine(self._worker(dest))
+            worker = defer.Deferred.fromCoroutine(self._worker(dest))
+            if not worker.called:
+                self._workers.add(worker)
+                worker.addBoth(lambda _: self._workers.discard(worker))
         return d
 
-    def stop(self) -> None:
-        """Close every open connection (jobs in flight get transient outcomes)."""
+    def stop(self) -> defer.Deferred[None]:
+        """Close every connection (jobs in flight get transient outcomes); fires when closed."""
         self._stopping = True
+        workers = list(self._workers)
+        for dest in list(self._destinations.values()):
+            while dest.idle:
+                waiter = dest.idle.pop()
+                if not waiter.called:
+                    waiter.callback(False)
         for session in list(self._sessions):
             session.protocol.abort()
+        return defer.gatherResults(workers).addCallback(lambda _: None)
 
     async def _worker(self, dest: _Destination) -> None:
         session: SMTPSession | None = None
         holding = False
         try:
-            while dest.jobs and not self._stopping:
+            while not self._stopping:
+                if not dest.jobs:
+                    if session is None or not session.usable or not await self._idle(dest):
+                        break
+                    continue
                 job, d = dest.jobs.popleft()
                 if session is None or not session.usable:
                     if session is not None:
@@ -140,6 +167,10 @@ class RemoteAgent:
                 job, d = dest.jobs.popleft()
                 d.callback(_all(job, Outcome.transient("internal error in relay worker")))
         finally:
+            if self._stopping:
+                while dest.jobs:
+                    job, d = dest.jobs.popleft()
+                    d.callback(_all(job, Outcome.transient("relay shutting down", "4.3.2")))
             if session is not None:
                 await self._close(session)
             if holding:
@@ -147,6 +178,23 @@ class RemoteAgent:
             dest.workers -= 1
             if not dest.jobs and dest.workers == 0:
                 self._destinations.pop(dest.key, None)
+
+    async def _idle(self, dest: _Destination) -> bool:
+        """Keep the connection open a little for more work (like Postfix's connection
+        cache); True if work arrived, False when the time is up or the agent stops."""
+        waiter: defer.Deferred[bool] = defer.Deferred()
+        dest.idle.append(waiter)
+
+        def expire() -> None:
+            if not waiter.called:
+                dest.idle.remove(waiter)
+                waiter.callback(False)
+
+        timer = self.clock.callLater(self.settings.connection_cache_time, expire)
+        woke = await waiter
+        if timer.active():
+            timer.cancel()
+        return bool(woke) and not self._stopping
 
     async def _connect(self, job: DeliveryJob) -> SMTPSession:
         route: Route = await self.router.route(job.recipients[0].domain)

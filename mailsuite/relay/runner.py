@@ -74,9 +74,9 @@ class QueueRunner:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        if hasattr(self.remote_agent, "stop"):
-            self.remote_agent.stop()
         waits = [_observe(d) for d in self._in_flight.values()]
+        if hasattr(self.remote_agent, "stop"):
+            waits.append(defer.maybeDeferred(self.remote_agent.stop))
         return defer.gatherResults(waits).addCallback(lambda _: None)
 
     def wait_idle(self) -> defer.Deferred[None]:

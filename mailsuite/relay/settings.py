@@ -28,3 +28,4 @@ class RelaySettings:
     data_block_timeout: float = 180.0  # RFC 5321 4.5.3.2.5: each write of the message may take this
     data_end_timeout: float = 600.0  # RFC 5321 4.5.3.2.6: the reply after the final dot
     max_messages_per_connection: int = 100  # reuse one connection for up to this many messages
+    connection_cache_time: float = 2.0  # keep an idle connection open this long for more mail
