@@ -267,7 +267,7 @@ def _parse_params(text: str, *, utf8: bool) -> dict[str, str | None]:
         if not _KEYWORD.match(keyword):
             raise PathError(replies.SYNTAX_ERROR)
         key = keyword.upper()
-        if key in params:
+        if key in params and params[key] != (value if eq else None):
             raise PathError(replies.SYNTAX_ERROR.with_text(f"Duplicate parameter {key}"))
         if eq:
             if not value_pattern.match(value):
