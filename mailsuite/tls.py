@@ -26,7 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from OpenSSL import SSL, crypto
+from OpenSSL import SSL
 from twisted.internet import ssl as tssl
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.logger import Logger
@@ -137,11 +137,11 @@ def load_options(cert_path: Path, key_path: Path) -> tssl.CertificateOptions:
         raise ConfigError(
             f"tls.key: {key_path} is not an unencrypted PEM private key ({exc})"
         ) from None
-    certs = [crypto.X509.from_cryptography(c) for c in chain]
+    # pyOpenSSL >= 25 takes cryptography objects directly (its own X509/PKey are deprecated).
     options = tssl.CertificateOptions(
-        privateKey=crypto.PKey.from_cryptography_key(key),  # type: ignore[arg-type]
-        certificate=certs[0],
-        extraCertChain=certs[1:],
+        privateKey=key,  # type: ignore[arg-type]
+        certificate=chain[0],  # type: ignore[arg-type]
+        extraCertChain=chain[1:],  # type: ignore[arg-type]
         raiseMinimumTo=tssl.TLSVersion.TLSv1_2,
         fixBrokenPeers=False,
     )

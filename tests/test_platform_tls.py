@@ -1,6 +1,8 @@
 """mailsuite.tls: generated certificate, TLS >= 1.2, reload without dropping connections."""
 
 import os
+import shutil
+import tempfile
 import ssl
 import socket
 import threading
@@ -67,7 +69,8 @@ class ServerTests(unittest.TestCase):
     def setUp(self):
         from twisted.internet import reactor
 
-        tmp = self.mktemp()
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp, True)
         self.cert, self.key = ensure_certificate(tmp, "mail.example.test")
         self.tls = TLSSettings(self.cert, self.key)
         factory = TLSMemoryBIOFactory(self.tls.server_options(), False,

@@ -1,0 +1,292 @@
+"""``twistd mailsuite``: build the whole server from the configuration.
+
+Start-up order (``twistd -n mailsuite [--config FILE] [--uid mail --gid mail]``):
+
+1. ``makeService``: read the configuration, open the accounts, make or load the certificate,
+   build the store, the relay and one protocol factory per listener. Any problem stops here
+   with one message (``mailsuite: <file>: <key>: <problem>``) and exit code 1.
+2. ``privilegedStartService`` (still root when started as root): give the state under
+   ``data_dir`` to the ``--uid``/``--gid`` user, then bind *every* listener. If one cannot be
+   bound (port in use, permission), the ones already bound are closed and the start stops with
+   exit code 1: nothing half-starts.
+3. twistd drops privileges, then ``startService`` starts the relay and logs
+   ``mailsuite ready``. SIGHUP reloads the TLS certificate and reopens the mail log.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer, endpoints
+from twisted.logger import Logger
+from twisted.python import usage
+
+from mailsuite.config import IMPLICIT_TLS, SERVICES, Config, load_config
+from mailsuite.errors import ConfigError, MailsuiteError
+
+__all__ = ["Options", "makeService", "MailsuiteService", "StartupError"]
+
+log = Logger(namespace="mailsuite")
+
+
+class StartupError(SystemExit, Exception):
+    """The server cannot start; the message says why (exit code 1, no traceback).
+
+    It is a SystemExit so that twistd prints only the message, and an Exception so that twistd
+    in daemon mode reports it to the waiting parent process.
+    """
+
+    def __init__(self, message: str) -> None:
+        text = f"mailsuite: {message}"
+        SystemExit.__init__(self, text)
+        # twistd has redirected sys.stderr into its log by now; say it on the real stderr too.
+        if sys.__stderr__ is not None and sys.stderr is not sys.__stderr__:
+            print(text, file=sys.__stderr__, flush=True)
+
+
+class Options(usage.Options):
+    """Command line of ``twistd mailsuite``."""
+
+    synopsis = "[--config FILE]"
+    longdesc = (
+        "Runs the mailsuite mail server (SMTP, submission, relay, POP3, IMAP). Without --config, "
+        "./mailsuite.toml is read when present, else the embedded defaults run every listener "
+        "on 127.0.0.1 at unprivileged ports."
+    )
+    optParameters = [
+        ["config", "c", None, "the TOML configuration file"],
+    ]
+
+
+def _target_ids(options: Any) -> tuple[int | None, int | None]:
+    """The uid/gid twistd will switch to (only meaningful when started as root)."""
+    parent = getattr(options, "parent", None) or {}
+    uid = parent.get("uid") if hasattr(parent, "get") else None
+    gid = parent.get("gid") if hasattr(parent, "get") else None
+    if os.getuid() != 0 or (uid is None and gid is None):
+        return None, None
+    return uid, gid
+
+
+def _chown_tree(root: Path, uid: int | None, gid: int | None) -> None:
+    """Give ``root`` and everything under it to uid/gid, touching only what differs."""
+    want_uid = -1 if uid is None else uid
+    want_gid = -1 if gid is None else gid
+
+    def fix(path: str, st: os.stat_result) -> None:
+        if (uid is not None and st.st_uid != uid) or (gid is not None and st.st_gid != gid):
+            os.lchown(path, want_uid, want_gid)
+
+    if not root.exists():
+        return
+    fix(str(root), os.lstat(root))
+    stack = [str(root)]
+    while stack:
+        directory = stack.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                st = entry.stat(follow_symlinks=False)
+                fix(entry.path, st)
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+
+
+class MailsuiteService(service.MultiService):
+    """The listeners of one server plus its child services (the relay)."""
+
+    def __init__(self, ctx: Any, listeners: list[tuple[str, str, Any]],
+                 uid: int | None = None, gid: int | None = None) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.listeners = listeners  # (service name, endpoint string, factory)
+        self.ports: dict[str, list[Any]] = {}
+        self._uid, self._gid = uid, gid
+        self._bound = False
+
+    def privilegedStartService(self) -> None:  # noqa: N802 (Twisted name)
+        if self._uid is not None or self._gid is not None:
+            _chown_tree(Path(self.ctx.config.data_dir), self._uid, self._gid)
+        self._bind_all()
+        super().privilegedStartService()
+
+    def _bind_all(self) -> None:
+        reactor = self.ctx.reactor
+        bound: list[Any] = []
+        for name, description, factory in self.listeners:
+            endpoint = endpoints.serverFromString(reactor, description)
+            result: list[Any] = []
+            endpoint.listen(factory).addBoth(result.append)
+            if not result:  # an endpoint that does not bind at once: not supported at start-up
+                self._unbind(bound)
+                raise StartupError(f"listen.{name}: {description!r} did not bind immediately")
+            outcome = result[0]
+            if isinstance(outcome, Exception) or hasattr(outcome, "getErrorMessage"):
+                error = outcome.getErrorMessage() if hasattr(outcome, "getErrorMessage") else outcome
+                self._unbind(bound)
+                raise StartupError(
+                    f"{self.ctx.config.source}: listen.{name}: cannot listen on "
+                    f"{description!r}: {error}"
+                )
+            bound.append(outcome)
+            self.ports.setdefault(name, []).append(outcome)
+        self._bound = True
+
+    @staticmethod
+    def _unbind(ports: list[Any]) -> None:
+        for port in ports:
+            port.stopListening()
+
+    def startService(self) -> None:  # noqa: N802 (Twisted name)
+        if not self._bound:  # started without twistd's privileged phase (tests)
+            self._bind_all()
+        super().startService()
+        for name, ports in self.ports.items():
+            for port in ports:
+                host = port.getHost()
+                where = f"{getattr(host, 'host', '')}:{getattr(host, 'port', '')}"
+                tls = " (implicit TLS)" if name in IMPLICIT_TLS else ""
+                log.info("mailsuite: {service} listening on {address}{tls}",
+                         service=name, address=where, tls=tls)
+        self._install_sighup()
+        accounts = self.ctx.accounts
+        if not accounts.list_users():
+            first = sorted(accounts.local_domains())
+            example = f"you@{first[0]}" if first else "you@example.org"
+            config = self.ctx.config
+            flag = "" if config.source == "<embedded defaults>" else f" --config {config.source}"
+            log.info("mailsuite: no accounts yet; add one with: "
+                     "mailsuite{flag} user add {example}", flag=flag, example=example)
+        log.info("mailsuite ready: hostname {hostname}, data in {data_dir}, domains {domains}",
+                 hostname=self.ctx.config.hostname, data_dir=str(self.ctx.config.data_dir),
+                 domains=",".join(sorted(self.ctx.accounts.local_domains())) or "(none)")
+
+    def _install_sighup(self) -> None:
+        reactor = self.ctx.reactor
+        try:
+            signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(self.reload))
+        except ValueError:  # not the main thread (tests)
+            pass
+
+    def reload(self) -> None:
+        """SIGHUP: reload the certificate, reopen the mail log."""
+        log.info("mailsuite: SIGHUP received, reloading the TLS certificate")
+        self.ctx.tls.reload()
+        self.ctx.maillog.reopen()
+
+    @defer.inlineCallbacks
+    def stopService(self) -> Any:  # noqa: N802 (Twisted name)
+        ports = [p for group in self.ports.values() for p in group]
+        self.ports = {}
+        self._bound = False
+        yield defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
+        yield defer.maybeDeferred(super().stopService)
+        self.ctx.maillog.close()
+
+
+def _optional(module: str, name: str) -> Any:
+    """A factory function of another part; None (with a warning) if that part is missing."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        log.error("mailsuite: {module} is not available ({error}); its listeners are off",
+                  module=module, error=str(exc))
+        return None
+
+
+def build(config: Config, reactor: Any, uid: int | None = None,
+          gid: int | None = None) -> MailsuiteService:
+    """The whole server for ``config`` (not started)."""
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
+    from mailsuite.accounts import FileAccounts
+    from mailsuite.auth import LoginThrottle, make_portal
+    from mailsuite.context import ServerContext
+    from mailsuite.maillog import MailLog
+    from mailsuite.tls import TLSSettings, ensure_certificate
+
+    data_dir = Path(config.data_dir)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        config.state_dir.mkdir(mode=0o750, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{config.source}: data_dir: cannot create {data_dir}: "
+                          f"{exc.strerror}") from None
+    accounts = FileAccounts.in_data_dir(data_dir, config.domains, reactor)
+    if config.cert_path is not None:
+        cert, key = config.cert_path, config.key_path
+    else:
+        cert, key = ensure_certificate(config.state_dir / "tls", config.hostname)
+    tls = TLSSettings(cert, key)
+
+    try:
+        from mailsuite.store.maildir import MaildirStore
+    except ImportError as exc:  # the store part has not landed yet
+        log.error("mailsuite: Maildir store unavailable ({error}); using memory", error=str(exc))
+        from mailsuite.store.memory import MemoryStore
+
+        store: Any = MemoryStore()
+    else:
+        store = MaildirStore(data_dir, config.store, accounts, reactor)
+
+    ctx = ServerContext(
+        config=config, accounts=accounts, store=store, spool=None,
+        portal=make_portal(accounts, store), tls=tls, throttle=LoginThrottle(reactor),
+        maillog=MailLog(config.mail_log_path, reactor), reactor=reactor,
+    )
+    children = []
+    make_relay = _optional("mailsuite.relay.service", "make_relay")
+    if make_relay is not None:
+        ctx.spool, relay_service = make_relay(ctx)
+        children.append(relay_service)
+
+    smtp_factory = _optional("mailsuite.smtp.service", "smtp_factory")
+    pop3_factory = _optional("mailsuite.pop3.service", "pop3_factory")
+    imap_factory = _optional("mailsuite.imap.service", "imap_factory")
+    makers = {
+        "smtp": smtp_factory and (lambda: smtp_factory(ctx, "mx")),
+        "submission": smtp_factory and (lambda: smtp_factory(ctx, "submission")),
+        "submissions": smtp_factory and (lambda: smtp_factory(ctx, "submissions")),
+        "pop3": pop3_factory and (lambda: pop3_factory(ctx, False)),
+        "pop3s": pop3_factory and (lambda: pop3_factory(ctx, True)),
+        "imap": imap_factory and (lambda: imap_factory(ctx, False)),
+        "imaps": imap_factory and (lambda: imap_factory(ctx, True)),
+    }
+    listeners = []
+    for name in SERVICES:
+        descriptions = getattr(config.listen, name)
+        if not descriptions or makers[name] is None:
+            continue
+        for i, description in enumerate(descriptions):
+            try:
+                endpoints.serverFromString(reactor, description)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise ConfigError(f"{config.source}: listen.{name}[{i}]: bad endpoint "
+                                  f"{description!r}: {exc}") from None
+            factory = makers[name]()
+            if name in IMPLICIT_TLS:
+                factory = TLSMemoryBIOFactory(tls.server_options(), False, factory)
+            listeners.append((name, description, factory))
+
+    top = MailsuiteService(ctx, listeners, uid, gid)
+    for child in children:
+        child.setServiceParent(top)
+    return top
+
+
+def makeService(options: Options) -> service.IService:  # noqa: N802 (twistd name)
+    """Called by twistd: the server for ``--config`` (or ./mailsuite.toml, or defaults)."""
+    from twisted.internet import reactor
+
+    uid, gid = _target_ids(options)
+    try:
+        config = load_config(options["config"])
+        return build(config, reactor, uid, gid)
+    except (MailsuiteError, OSError) as exc:
+        raise StartupError(str(exc)) from None
