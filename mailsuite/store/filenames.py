@@ -57,7 +57,7 @@ def time_from_base(base: str) -> int | None:
 
 def pop_id_for(base: str) -> str:
     """The POP3 UIDL of a message: its base name when it is a valid UIDL, else a digest of it."""
-    if len(base) <= POP_ID_MAX and all("\x21" <= ch <= "\x7e" for ch in base):
+    if len(base) <= POP_ID_MAX and base.isascii() and base.isprintable() and " " not in base:
         return base
     return hashlib.sha1(base.encode("utf-8", "surrogateescape")).hexdigest()
 
