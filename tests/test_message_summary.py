@@ -366,3 +366,11 @@ def test_many_parts_are_bounded() -> None:
     raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + b"--b\r\n\r\nx\r\n" * 20_000
     summary = summarize(raw)
     assert 1 <= len(summary["body"]["parts"]) <= 10_000
+
+
+def test_message_global_is_a_leaf() -> None:
+    raw = (b"Content-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\nContent-Type: message/global\r\n"
+           b"\r\nSubject: inner\r\n\r\nbody\r\n--z--\r\n")
+    part = summarize(raw)["body"]["parts"][0]
+    assert (part["type"], part["subtype"], part["lines"]) == ("message", "global", None)
+    assert "message" not in part

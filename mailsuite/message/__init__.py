@@ -46,16 +46,19 @@ Absent or empty fields are ``None``.
     }
     ADDRS = None | [[name, adl, mailbox, host], ...]      # each str | None
         # a group "team: a@x;" is [None, None, "team", None], the members, [None]*4
-        # a mailbox without "@" has host None; "<>" gives mailbox "" and host ""?: see tests
+        # a mailbox without a domain gets host "MISSING_DOMAIN", "<>" gets mailbox
+        # "MISSING_MAILBOX" (a None host would mean a group), as Dovecot does
 
     NODE = {
       "type": "text", "subtype": "plain",     # lower case; defaults per RFC 2045 5.2
       "params": [[name, value], ...],         # names lower case, values unquoted; RFC 2231
-                                              # continuations merged ("name*" stays extended)
+                                              # continuations merged ("name*" stays extended);
+                                              # text/* without charset gets charset us-ascii
       "id": str | None, "description": str | None,
       "encoding": "7bit",                     # lower case Content-Transfer-Encoding
       "size": int,                            # octets of the body (for multipart too)
-      "lines": int | None,                    # text/* and message/rfc822 only
+      "lines": int | None,                    # text/* and message/rfc822 only: the number
+                                              # of LFs (a last line without one is not counted)
       "md5": str | None,
       "disposition": None | {"type": "attachment", "params": [[name, value], ...]},
       "language": None | [str, ...],
@@ -65,7 +68,8 @@ Absent or empty fields are ``None``.
                                               #                      body_offset + size]
       # multipart/* only (never empty: a part-less multipart gets one empty text/plain):
       "parts": [NODE, ...],
-      # message/rfc822 (and message/global) only:
+      # message/rfc822 only (message/global is a plain leaf: IMAP4rev1's grammar knows
+      # only MESSAGE/RFC822 as an encapsulation, and Dovecot does the same):
       "message": {"envelope": ENVELOPE, "body": NODE, "header_size": int},
     }
 

@@ -350,8 +350,11 @@ def parse_content_type(value: str) -> tuple[str, str, list[tuple[str, str]]] | N
     return maintype, subtype, merge_rfc2231(parse_params(value, pos))
 
 
+_TOKEN = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")  # RFC 2045 5.1 token
+
+
 def _bad_token(token: str) -> bool:
-    return any(c in _TSPECIALS_END or ord(c) < 33 or ord(c) > 126 for c in token)
+    return _TOKEN.fullmatch(token) is None
 
 
 def parse_disposition(value: str) -> tuple[str, list[tuple[str, str]]] | None:

@@ -15,6 +15,7 @@ Line ending rules used everywhere (RFC 5322 2.2, RFC 2046 5.1.1, tolerant of bar
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from mailsuite.message import headers as hdr
@@ -53,46 +54,81 @@ class Entity:
     children: list["Entity"] = field(default_factory=list)  # multipart parts
     message: "Entity | None" = None  # the encapsulated message of message/rfc822
     opaque: bool = False  # structure not scanned (bound reached): render as a leaf
+    _index: dict[bytes, list[HeaderField]] | None = None
+
+    def named(self, name: bytes) -> list[HeaderField]:
+        """Every field called ``name`` (lower case), in order."""
+        index = self._index
+        if index is None:
+            index = {}
+            for f in self.fields:
+                index.setdefault(f.name, []).append(f)
+            self._index = index
+        return index.get(name, [])
 
     def field_value(self, raw: bytes, name: bytes) -> bytes | None:
         """The unfolded value of the first field called ``name`` (lower case), or None."""
-        for f in self.fields:
-            if f.name == name:
-                return hdr.unfold(raw[f.value_start : f.end])
-        return None
+        found = self.named(name)
+        if not found:
+            return None
+        f = found[0]
+        return hdr.unfold(raw[f.value_start : f.end])
 
     @property
     def is_multipart(self) -> bool:
         return self.maintype == "multipart" and not self.opaque
 
 
+_FIELD_START = re.compile(rb"\n(?![ \t])")
+_NAME_CHARS = bytes(c for c in range(33, 127) if c != 0x3A)  # RFC 5322 ftext
+
+
+def _header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
+    """(end of the header fields, start of the body) for the entity at ``raw[start:end]``."""
+    if start >= end:
+        return start, start
+    if raw[start] == 0x0A:
+        return start, start + 1
+    if raw.startswith(b"\r\n", start) and start + 2 <= end:
+        return start, start + 2
+    lf_lf = raw.find(b"\n\n", start, end)
+    lf_crlf = raw.find(b"\n\r\n", start, end)
+    if lf_lf >= 0 and (lf_crlf < 0 or lf_lf < lf_crlf):
+        return lf_lf + 1, lf_lf + 2
+    if lf_crlf >= 0:
+        return lf_crlf + 1, lf_crlf + 3
+    return end, end
+
+
 def split_header(raw: bytes, start: int, end: int) -> tuple[list[HeaderField], int]:
-    """Split the header at ``raw[start:end]`` into fields; return (fields, body start)."""
+    """Split the header at ``raw[start:end]`` into fields; return (fields, body start).
+
+    A field runs from a line that does not start with white space to the next such line
+    (RFC 5322 2.2.3 folding). A line without a valid ``name:`` is kept as a nameless field.
+    """
+    fields_end, body_start = _header_end(raw, start, end)
+    if fields_end <= start:
+        return [], body_start
+    starts = [start]
+    starts.extend(m.end() for m in _FIELD_START.finditer(raw, start, fields_end))
+    if starts[-1] >= fields_end:
+        starts.pop()
+    starts.append(fields_end)
     fields: list[HeaderField] = []
-    pos = start
-    current: HeaderField | None = None
     find = raw.find
-    while pos < end:
-        lf = find(b"\n", pos, end)
-        line_end = end if lf < 0 else lf + 1
-        first = raw[pos]
-        if first == 0x0A or (first == 0x0D and line_end - pos == 2 and lf >= 0):
-            return fields, line_end  # the empty line ends the header
-        if (first == 0x20 or first == 0x09) and current is not None:
-            current.end = line_end  # continuation line (folding)
-        else:
-            colon = find(b":", pos, line_end)
-            name = b""
-            value_start = pos
-            if colon > pos:
-                candidate = raw[pos:colon].rstrip(b" \t")
-                if candidate and all(33 <= c <= 126 for c in candidate):
-                    name = candidate.lower()
-                    value_start = colon + 1
-            current = HeaderField(name, pos, value_start, line_end)
-            fields.append(current)
-        pos = line_end
-    return fields, end
+    for i in range(len(starts) - 1):
+        pos, stop = starts[i], starts[i + 1]
+        lf = find(b"\n", pos, stop)
+        colon = find(b":", pos, stop if lf < 0 else lf)
+        name = b""
+        value_start = pos
+        if colon > pos:
+            candidate = raw[pos:colon].rstrip(b" \t")
+            if candidate and not candidate.translate(None, _NAME_CHARS):
+                name = candidate.lower()
+                value_start = colon + 1
+        fields.append(HeaderField(name, pos, value_start, stop))
+    return fields, body_start
 
 
 class _Budget:
@@ -189,7 +225,7 @@ def parse_entity(
             # No boundary or no delimiter found. RFC 3501 body-type-mpart needs one part:
             # an empty text/plain stands in (as in Dovecot).
             entity.children.append(Entity(end, end, end, [], params=[("charset", "us-ascii")]))
-    elif entity.maintype == "message" and entity.subtype in ("rfc822", "global"):
+    elif entity.maintype == "message" and entity.subtype == "rfc822":
         cte = entity.field_value(raw, b"content-transfer-encoding")
         encoding = hdr.first_token(cte.decode("latin-1")) if cte else "7bit"
         if depth >= MAX_DEPTH or encoding not in IDENTITY_ENCODINGS or budget.left <= 0:

@@ -24,10 +24,11 @@ from mailsuite.message.dates import (
     parse_imap_date,
     parse_imap_datetime,
 )
-from mailsuite.message.scan import Entity, parse_message
+from mailsuite.message.scan import Entity, parse_message, split_header
 from mailsuite.message.summary import DECODED_FIELDS
 
 __all__ = [
+    "DECODED_FIELDS",
     "contains",
     "header_values",
     "header_matches",
@@ -51,27 +52,31 @@ def contains(haystack: str, needle: str) -> bool:
 
 def header_values(raw: bytes, name: str, root: Entity | None = None) -> list[str]:
     """The decoded values of every top-level header field called ``name``."""
-    if root is None:
-        root = parse_message(raw)
+    fields = root.fields if root is not None else split_header(raw, 0, len(raw))[0]
     key = name.strip().lower().encode("latin-1", "replace")
     return [
         hdr.decode_words(hdr.unfold(raw[f.value_start : f.end]))
-        for f in root.fields
+        for f in fields
         if f.name == key
     ]
 
 
 def header_matches(
-    raw: bytes, name: str, needle: str, summary: dict[str, Any] | None = None
+    raw: bytes | None, name: str, needle: str, summary: dict[str, Any] | None = None
 ) -> bool:
     """SEARCH HEADER name needle (and FROM/TO/CC/BCC/SUBJECT): a field called ``name`` exists
     and its decoded value contains ``needle``. With an empty needle, matches when the field
-    exists at all."""
+    exists at all.
+
+    With a ``summary``, the fields in ``DECODED_FIELDS`` (subject, from, to, cc, bcc) are
+    answered from it and ``raw`` is not looked at (pass ``None`` to avoid reading the file);
+    other fields need ``raw``.
+    """
     lname = name.strip().lower()
     if summary is not None and lname in DECODED_FIELDS:
         decoded = summary.get("decoded", {}).get(lname)
         return decoded is not None and contains(decoded, needle)
-    return any(contains(value, needle) for value in header_values(raw, lname))
+    return any(contains(value, needle) for value in header_values(raw or b"", lname))
 
 
 def _transfer_decode(data: bytes, encoding: str) -> bytes:
@@ -135,8 +140,8 @@ def body_matches(raw: bytes, needle: str) -> bool:
 
 def header_text(raw: bytes) -> str:
     """All top-level header fields, decoded, one per line."""
-    root = parse_message(raw)
-    return "\n".join(hdr.decode_words(hdr.unfold(raw[f.start : f.end])) for f in root.fields)
+    fields = split_header(raw, 0, len(raw))[0]
+    return "\n".join(hdr.decode_words(hdr.unfold(raw[f.start : f.end])) for f in fields)
 
 
 def text_matches(raw: bytes, needle: str) -> bool:

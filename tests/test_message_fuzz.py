@@ -1,0 +1,95 @@
+"""Hypothesis fuzzing: summarize, extract, search and render never raise on any bytes, and
+their results keep their invariants (JSON-able, offsets inside the message)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mailsuite.imap import render
+from mailsuite.message import summarize
+from mailsuite.message.summary import summarize_strict
+from mailsuite.message.search_text import body_text, header_matches, text_matches
+from mailsuite.message.sections import Section, extract
+
+# MESSAGE_FUZZ_EXAMPLES=20000 for a long run by hand (done before each commit of the parser).
+EXAMPLES = int(os.environ.get("MESSAGE_FUZZ_EXAMPLES", "300"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Fragments that steer random messages into the interesting paths of the parser.
+_FRAGMENTS = [
+    b"\r\n", b"\n", b"\r", b"\r\n\r\n", b"\n\n", b" ", b"\t", b":", b";", b"=", b'"', b"\\",
+    b"(", b")", b"<", b">", b"@", b",", b"\x00", b"\xff", b"\xc3\xa9",
+    b"Content-Type: multipart/mixed; boundary=b", b"Content-Type: multipart/digest; boundary=b",
+    b"Content-Type: message/rfc822", b"Content-Type: text/plain; charset=utf-8",
+    b"Content-Type: multipart/alternative; boundary=\"b\"", b"Content-Transfer-Encoding: base64",
+    b"Content-Transfer-Encoding: quoted-printable", b"Content-Disposition: attachment; filename*0*=x",
+    b"--b", b"--b--", b"--bb", b"From: ", b"To: a:b@c,d;", b"Subject: =?utf-8?B?w6k=?=",
+    b"=?iso-8859-1?q?caf=E9?=", b"Date: Mon, 7 Feb 1994 21:52:25 -0800", b"x@y", b"name",
+    b"Content-Language: en", b"Content-ID: <a@b>", b"abc", b"=C3=A9=\r\n",
+]
+
+messages = st.one_of(
+    st.binary(max_size=2000),
+    st.lists(st.sampled_from(_FRAGMENTS), max_size=120).map(b"".join),
+)
+
+sections = st.builds(
+    Section,
+    part=st.lists(st.integers(1, 4), max_size=5).map(tuple),
+    text=st.sampled_from([None, "HEADER", "TEXT"]),
+)
+
+
+def _check_node(node: dict, size: int, depth: int = 0) -> None:
+    assert 0 <= node["offset"] <= node["body_offset"] <= size
+    assert node["body_offset"] + node["size"] <= size
+    for part in node.get("parts", []):
+        _check_node(part, size, depth + 1)
+    if "message" in node:
+        _check_node(node["message"]["body"], size, depth + 1)
+
+
+@FUZZ
+@given(messages)
+def test_summarize_never_raises_and_is_json(raw: bytes) -> None:
+    summary = summarize_strict(raw)  # without the fallback that would hide a bug
+    assert summary == summarize(raw)
+    assert json.loads(json.dumps(summary)) == summary
+    assert summary["size"] == len(raw)
+    _check_node(summary["body"], len(raw))
+
+
+@FUZZ
+@given(messages)
+def test_render_never_raises(raw: bytes) -> None:
+    summary = summarize(raw)
+    assert render.envelope(summary).startswith(b"(")
+    assert render.bodystructure(summary).startswith(b"(")
+    assert render.bodystructure(summary, extensible=False).startswith(b"(")
+
+
+@FUZZ
+@given(messages, sections)
+def test_extract_never_raises_and_is_a_slice(raw: bytes, section: Section) -> None:
+    data = extract(raw, section)
+    assert data in raw
+
+
+@FUZZ
+@given(messages)
+def test_header_sections_never_raise(raw: bytes) -> None:
+    extract(raw, "HEADER.FIELDS (From Subject)")
+    extract(raw, "1.HEADER.FIELDS.NOT (From)")
+    extract(raw, "1.MIME")
+
+
+@FUZZ
+@given(messages, st.text(max_size=5))
+def test_search_never_raises(raw: bytes, needle: str) -> None:
+    header_matches(raw, "subject", needle)
+    text_matches(raw, needle)
+    assert isinstance(body_text(raw), str)
