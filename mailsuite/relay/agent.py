@@ -68,6 +68,10 @@ class DeliveryJob:
     item: QueueItem
     recipients: tuple[RecipientState, ...]
     message: bytes
+    # Fired by the runner once the outcomes are durable in the spool. An agent that reuses a
+    # connection waits for it before the next message, so a crash never loses the record of
+    # more than the one message in flight.
+    committed: Any = None
 
 
 class IDeliveryAgent(Interface):

@@ -161,6 +161,8 @@ class RemoteAgent:
                         continue
                 self._log(job, session, outcomes)
                 d.callback(outcomes)
+                if job.committed is not None and not job.committed.called:
+                    await _observe(job.committed)
         except Exception:  # noqa: BLE001 - a worker must never leave its jobs hanging
             log.failure("relay worker for {dest} crashed", dest=dest.key)
             while dest.jobs:
@@ -268,6 +270,17 @@ class RemoteAgent:
                 status=outcome.status,
                 reply=outcome.reply,
             )
+
+
+def _observe(d: defer.Deferred[Any]) -> defer.Deferred[None]:
+    out: defer.Deferred[None] = defer.Deferred()
+
+    def fire(result: Any) -> Any:
+        out.callback(None)
+        return result
+
+    d.addBoth(fire)
+    return out
 
 
 def _all(job: DeliveryJob, outcome: Outcome) -> dict[str, Outcome]:

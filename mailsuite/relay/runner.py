@@ -183,8 +183,9 @@ class QueueRunner:
     ) -> None:
         domain = recipients[0].domain
         agent = self.local_agent if self.is_local(domain) else self.remote_agent
+        committed: defer.Deferred[None] = defer.Deferred()
         try:
-            outcomes = await agent.deliver(DeliveryJob(item, recipients, message))
+            outcomes = await agent.deliver(DeliveryJob(item, recipients, message, committed))
         except Exception as e:  # noqa: BLE001 - agents should not raise; stay safe if one does
             log.failure("delivery agent raised for {id}", id=item.id)
             outcomes = {r.address: Outcome.transient(f"internal error: {e!r}") for r in recipients}
@@ -194,7 +195,10 @@ class QueueRunner:
             apply_outcome(r, outcome, now)
         # Persist before anything else happens to this message: an accepted recipient is
         # never tried again, even if we crash right after this write.
-        await self.spool.save(item)
+        try:
+            await self.spool.save(item)
+        finally:
+            committed.callback(None)
 
     async def _conclude(self, item: QueueItem, message: bytes) -> None:
         now = self.clock.seconds()

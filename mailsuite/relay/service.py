@@ -16,9 +16,11 @@ may be any unique prefix of a queue id.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ from mailsuite.relay.spool import Spool
 log = Logger()
 
 MAX_CONTROL_LINE = 4096
+MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on the BSDs
 
 
 def spool_directory(data_dir: Path | str) -> Path:
@@ -46,8 +49,17 @@ def spool_directory(data_dir: Path | str) -> Path:
 
 
 def control_path(data_dir: Path | str) -> Path:
-    """The control socket of a data directory."""
-    return Path(data_dir) / ".mailsuite" / "control.sock"
+    """The control socket of a data directory.
+
+    ``data_dir/.mailsuite/control.sock``, unless that path is too long for a UNIX socket
+    name (about 104 bytes): then a name in the temporary directory derived from the data
+    directory's absolute path, so the server and the CLI still agree on it.
+    """
+    path = Path(data_dir).absolute() / ".mailsuite" / "control.sock"
+    if len(os.fsencode(path)) < MAX_SOCKET_PATH:
+        return path
+    digest = hashlib.sha256(os.fsencode(Path(data_dir).absolute())).hexdigest()[:20]
+    return Path(tempfile.gettempdir()) / f"mailsuite-{digest}.sock"
 
 
 class ControlProtocol(LineOnlyReceiver):
@@ -129,9 +141,6 @@ class RelayService(MultiService):
             self._listen_control(self.control)
 
     def _listen_control(self, path: Path) -> None:
-        if len(os.fsencode(path)) >= 104:
-            log.warn("control socket path {path} is too long; queue commands act on files", path=path)
-            return
         if path.exists():
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
