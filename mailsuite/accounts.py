@@ -53,6 +53,7 @@ __all__ = ["Accounts", "MemoryAccounts", "FileAccounts", "MAX_ALIAS_DEPTH", "MAX
 
 MAX_ALIAS_DEPTH = 10  # alias -> alias -> ... levels followed
 MAX_EXPANSION = 1000  # addresses one recipient may expand to
+MAX_CONCURRENT_HASHES = 4  # password checks running at once (each uses 64 MiB)
 FORMAT_VERSION = 1
 
 Data = dict[str, Any]
@@ -208,6 +209,11 @@ class Accounts:
         self._persistence = persistence
         self._static = frozenset(canonical_domain(d) for d in static_domains)
         self._reactor = reactor
+        self._domains: frozenset[str] = self._static
+        self._domains_of: Data | None = None
+        # argon2id takes 64 MiB per check: bound how many run at once (a login flood must not
+        # exhaust memory; the throttle handles single sources).
+        self._hash_slots = defer.DeferredSemaphore(MAX_CONCURRENT_HASHES)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -216,7 +222,11 @@ class Accounts:
         return self._persistence.current()
 
     def local_domains(self) -> frozenset[str]:
-        return self._static | frozenset(self._data["domains"])
+        data = self._data
+        if self._domains_of is not data:  # recomputed only when the document changed
+            self._domains = self._static | frozenset(data["domains"])
+            self._domains_of = data
+        return self._domains
 
     def static_domains(self) -> frozenset[str]:
         """The domains from the configuration."""
@@ -349,7 +359,9 @@ class Accounts:
         reactor = self._reactor
         if reactor is None:
             from twisted.internet import reactor  # type: ignore[no-redef]
-        return threads.deferToThreadPool(reactor, reactor.getThreadPool(), check)
+        return self._hash_slots.run(
+            threads.deferToThreadPool, reactor, reactor.getThreadPool(), check
+        )
 
     # -- administration -------------------------------------------------------------------
 

@@ -188,18 +188,6 @@ class MailsuiteService(service.MultiService):
         self.ctx.maillog.close()
 
 
-def _optional(module: str, name: str) -> Any:
-    """A factory function of another part; None (with a warning) if that part is missing."""
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ImportError as exc:
-        log.error("mailsuite: {module} is not available ({error}); its listeners are off",
-                  module=module, error=str(exc))
-        return None
-
-
 def build(config: Config, reactor: Any, uid: int | None = None,
           gid: int | None = None) -> MailsuiteService:
     """The whole server for ``config`` (not started)."""
@@ -225,44 +213,33 @@ def build(config: Config, reactor: Any, uid: int | None = None,
         cert, key = ensure_certificate(config.state_dir / "tls", config.hostname)
     tls = TLSSettings(cert, key)
 
-    try:
-        from mailsuite.store.maildir import MaildirStore
-    except ImportError as exc:  # the store part has not landed yet
-        log.error("mailsuite: Maildir store unavailable ({error}); using memory", error=str(exc))
-        from mailsuite.store.memory import MemoryStore
+    from mailsuite.imap.service import imap_factory
+    from mailsuite.pop3.service import pop3_factory
+    from mailsuite.relay.service import make_relay
+    from mailsuite.smtp.service import smtp_factory
+    from mailsuite.store.maildir import MaildirStore
 
-        store: Any = MemoryStore()
-    else:
-        store = MaildirStore(data_dir, config.store, accounts, reactor)
+    store = MaildirStore(data_dir, config.store, accounts, reactor)
 
     ctx = ServerContext(
         config=config, accounts=accounts, store=store, spool=None,
         portal=make_portal(accounts, store), tls=tls, throttle=LoginThrottle(reactor),
         maillog=MailLog(config.mail_log_path, reactor), reactor=reactor,
     )
-    children = []
-    make_relay = _optional("mailsuite.relay.service", "make_relay")
-    if make_relay is not None:
-        ctx.spool, relay_service = make_relay(ctx)
-        children.append(relay_service)
+    ctx.spool, relay_service = make_relay(ctx)
 
-    smtp_factory = _optional("mailsuite.smtp.service", "smtp_factory")
-    pop3_factory = _optional("mailsuite.pop3.service", "pop3_factory")
-    imap_factory = _optional("mailsuite.imap.service", "imap_factory")
     makers = {
-        "smtp": smtp_factory and (lambda: smtp_factory(ctx, "mx")),
-        "submission": smtp_factory and (lambda: smtp_factory(ctx, "submission")),
-        "submissions": smtp_factory and (lambda: smtp_factory(ctx, "submissions")),
-        "pop3": pop3_factory and (lambda: pop3_factory(ctx, False)),
-        "pop3s": pop3_factory and (lambda: pop3_factory(ctx, True)),
-        "imap": imap_factory and (lambda: imap_factory(ctx, False)),
-        "imaps": imap_factory and (lambda: imap_factory(ctx, True)),
+        "smtp": lambda: smtp_factory(ctx, "mx"),
+        "submission": lambda: smtp_factory(ctx, "submission"),
+        "submissions": lambda: smtp_factory(ctx, "submissions"),
+        "pop3": lambda: pop3_factory(ctx, False),
+        "pop3s": lambda: pop3_factory(ctx, True),
+        "imap": lambda: imap_factory(ctx, False),
+        "imaps": lambda: imap_factory(ctx, True),
     }
     listeners = []
     for name in SERVICES:
         descriptions = getattr(config.listen, name)
-        if not descriptions or makers[name] is None:
-            continue
         for i, description in enumerate(descriptions):
             try:
                 endpoints.serverFromString(reactor, description)
@@ -275,8 +252,7 @@ def build(config: Config, reactor: Any, uid: int | None = None,
             listeners.append((name, description, factory))
 
     top = MailsuiteService(ctx, listeners, uid, gid)
-    for child in children:
-        child.setServiceParent(top)
+    relay_service.setServiceParent(top)
     return top
 
 

@@ -290,3 +290,9 @@ def test_privilege_drop_as_root():
     finally:
         server.stop()
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_bad_endpoint_string_stops_start(tmp_path):
+    server = MailServer(tmp_path, '[listen]\nsmtp = ["bogus:25"]\n')
+    code, output = run_expecting_failure(server)
+    assert code != 0 and "listen.smtp[0]: bad endpoint 'bogus:25'" in output
