@@ -237,9 +237,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     duration = time.monotonic() - ctx.started
-    leftover = procs.listening_ports() - listening_before
+    leftover = (procs.listening_ports() - listening_before) & procs.HANDED_OUT
     if leftover:
-        ctx.say(f"WARNING: ports still listening after the run: {sorted(leftover)}")
+        ctx.say(f"WARNING: ports of this run still listening: {sorted(leftover)}")
+    else:
+        ctx.say(f"checked: none of the {len(procs.HANDED_OUT)} ports used is still listening")
     ctx.say(f"done in {duration:.0f} s")
     if args.write:
         command = "python bench/run.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))

@@ -257,7 +257,7 @@ class Mailsuite(ProcessServer):
 
     def start(self, *, listen: tuple[str, ...] = ("smtp",), users: list[str] = (),
               prefill: Path | None = None, relay_port: int = 25, nameservers: list[str] = (),
-              settings: dict[str, dict[str, object]] | None = None) -> None:
+              settings: dict[str, dict[str, object]] | None = None, start: bool = True) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.ports = {name: procs.free_port() for name in listen}
         lines = [
@@ -287,12 +287,25 @@ class Mailsuite(ProcessServer):
 
             for user in users:
                 fixtures.link_copy(prefill, self.maildir(user))
+        if start:
+            self.launch()
+            self.wait_listening()
+
+    def launch(self) -> None:
+        """Start the server process (configuration and users must exist)."""
         argv = [sys.executable, "-m", "twisted", "--log-file", str(self.log),
                 "--log-format", "text", "mailsuite", "--config", str(self.config)]
         self.proc = procs.start_group(argv, cwd=self.dir, log=self.dir / "stdout.log",
                                       env=python_env())
-        for port in self.ports.values():
-            procs.wait_for_port(port, 60, self.proc)
+
+    def wait_listening(self) -> None:
+        try:
+            for port in self.ports.values():
+                procs.wait_for_port(port, 60, self.proc)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; log: {self.log_tail(800)} "
+                               f"{(self.dir / 'stdout.log').read_text(errors='replace')[-800:]}"
+                               ) from None
 
 
 def have(tool: str) -> bool:

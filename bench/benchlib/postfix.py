@@ -126,6 +126,7 @@ class PostfixInstance:
     def configure_accept(self, domain: str, users: list[str]) -> None:
         """Deliver mail for ``user@domain`` into ``vmail/<domain>/<user>/`` (Maildir, fsync'd)."""
         nobody = pwd.getpwnam("nobody")
+        self.dir.mkdir(parents=True, exist_ok=True)
         box = self.dir / "vmailbox"
         box.write_text("".join(f"{u}@{domain} {domain}/{u}/\n" for u in users))
         self.vmail.mkdir(parents=True, exist_ok=True)
@@ -142,11 +143,20 @@ class PostfixInstance:
     def maildir(self, domain: str, user: str) -> Path:
         return self.vmail / domain / user
 
-    def configure_relay(self, domains: list[str], sink_port: int) -> None:
-        """Relay mail for ``domains`` to the sink on 127.0.0.1:sink_port."""
+    def configure_relay(self, domains: list[str], sink_port: int, hold: bool = False) -> None:
+        """Relay mail for ``domains`` to the sink on 127.0.0.1:sink_port.
+
+        With ``hold``, every accepted message goes to the hold queue until :meth:`release_all`.
+        """
+        self.dir.mkdir(parents=True, exist_ok=True)
         transport = self.dir / "transport"
         transport.write_text("".join(f"{d} smtp:[127.0.0.1]:{sink_port}\n" for d in domains))
+        extra = {}
+        if hold:
+            extra["smtpd_recipient_restrictions"] = ("check_recipient_access static:HOLD, "
+                                                     "permit_mynetworks, reject")
         self._write({
+            **extra,
             "relay_domains": "",
             "transport_maps": f"texthash:{transport}",
             "smtp_destination_concurrency_limit": "50",
@@ -180,6 +190,21 @@ class PostfixInstance:
                 for _root, _dirs, files in os.walk(base):
                     n += len(files)
         return n
+
+    def held_count(self) -> int:
+        n = 0
+        for _root, _dirs, files in os.walk(self.queue / "hold"):
+            n += len(files)
+        return n
+
+    def release_all(self) -> None:
+        """Release every held message and ask for delivery now.
+
+        ``postsuper -H ALL`` moves them to the deferred queue; ``postqueue -f`` makes the queue
+        manager schedule the deferred queue at once.
+        """
+        procs.run_checked(["postsuper", "-c", str(self.conf), "-H", "ALL"], timeout=300)
+        procs.run_checked(["postqueue", "-c", str(self.conf), "-f"], timeout=300)
 
     def stop(self) -> None:
         pid = self.master_pid()

@@ -23,11 +23,18 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
+# Every port handed out in this run, so that the runner can check at the end that none of
+# them is still listening (other programs on the machine may listen on ports of their own).
+HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
     """A TCP port that is free on 127.0.0.1 right now (bound to port 0, then released)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        port = int(sock.getsockname()[1])
+    HANDED_OUT.add(port)
+    return port
 
 
 def free_udp_tcp_port() -> int:
