@@ -79,6 +79,16 @@ class FakeThrottle:
         return self.failures.get(ip, 0) >= self.block_after
 
 
+class RecordingMailLog:
+    """Collects (event, fields) like mailsuite.maillog.MailLog.log would write them."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, dict[str, Any]]] = []
+
+    def log(self, event: str, /, **fields: Any) -> None:
+        self.lines.append((event, fields))
+
+
 class FakeTLS:
     """Stands in for mailsuite.tls.TLSSettings in unit tests."""
 
@@ -111,6 +121,7 @@ def make_ctx(
     store: Any = None,
     throttle: Any = None,
     portal: Any = None,
+    maillog: Any = None,
 ) -> ServerContext:
     """A context with a MemoryStore, a test portal, a fake throttle and a task.Clock."""
     clock = task.Clock()
@@ -123,7 +134,7 @@ def make_ctx(
         portal=portal if portal is not None else Portal(_Realm(store), [_Checker()]),
         tls=FakeTLS(),
         throttle=throttle if throttle is not None else FakeThrottle(),
-        maillog=None,
+        maillog=maillog,
         reactor=clock,
     )
 

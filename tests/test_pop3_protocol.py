@@ -13,6 +13,7 @@ from test_pop3_helpers import (
     USERS,
     Client,
     FakeThrottle,
+    RecordingMailLog,
     deliver,
     make_ctx,
     multiline,
@@ -532,3 +533,32 @@ class WithRealThrottle(Base):
             replies.append(out + c.take())
         self.assertEqual(set(replies[:10]), {b"-ERR [AUTH] Authentication failed.\r\n"})
         self.assertEqual(replies[10], b"-ERR [SYS/TEMP] Too many failed logins, try again later.\r\n")
+
+
+class MailLogLines(Base):
+    def test_failed_login_is_logged_without_the_password(self) -> None:
+        log = RecordingMailLog()
+        ctx = make_ctx(maillog=log)
+        c = Client(ctx)
+        c.cmd(f"USER {ALICE}")
+        c.cmd("PASS hunter2")
+        ctx.reactor.advance(10)
+        self.assertEqual(
+            log.lines,
+            [("auth", {"service": "pop3", "client": "192.0.2.1", "user": ALICE, "result": "failed"})],
+        )
+        self.assertNotIn("hunter2", repr(log.lines))
+
+    def test_quit_logs_deleted_and_retrieved_counts(self) -> None:
+        log = RecordingMailLog()
+        ctx = make_ctx(maillog=log)
+        deliver(ctx, ALICE, MSG1)
+        deliver(ctx, ALICE, MSG2)
+        c = Client(ctx)
+        c.login()
+        c.cmd("RETR 1")
+        c.cmd("DELE 2")
+        c.cmd("QUIT")
+        self.assertEqual(log.lines[-1][0], "pop3-update")
+        self.assertEqual(log.lines[-1][1]["deleted"], 1)
+        self.assertEqual(log.lines[-1][1]["retrieved"], 1)

@@ -187,6 +187,12 @@ class Pop3Protocol(Protocol, TimeoutMixin):
             except Exception:
                 self.log.failure("pop3: logout failed")
 
+    def _maillog(self, event: str, **fields: Any) -> None:
+        """One line in the operators' mail log (never a password)."""
+        maillog = getattr(self.ctx, "maillog", None)
+        if maillog is not None:
+            maillog.log(event, service="pop3", client=self.peer_host, **fields)
+
     def _write(self, data: bytes) -> None:
         if not self._disconnected:
             self.transport.write(data)
@@ -411,8 +417,9 @@ class Pop3Protocol(Protocol, TimeoutMixin):
         self._waiting = task.deferLater(self.reactor, seconds, lambda: None)
         await self._waiting
 
-    async def _fail_login(self) -> None:
+    async def _fail_login(self, user: str | None = None) -> None:
         """Record a failure, wait the throttle's delay, answer the same for every cause."""
+        self._maillog("auth", user=user, result="failed")
         throttle = getattr(self.ctx, "throttle", None)
         delay = 0.0
         if throttle is not None:
@@ -430,6 +437,7 @@ class Pop3Protocol(Protocol, TimeoutMixin):
         """Check the credentials through the portal and open the maildrop."""
         throttle = getattr(self.ctx, "throttle", None)
         if throttle is not None and throttle.is_blocked(self.peer_host):
+            self._maillog("auth", user=user, result="blocked")
             self.send(R.AUTH_BLOCKED)
             return
         try:
@@ -440,7 +448,7 @@ class Pop3Protocol(Protocol, TimeoutMixin):
             )
             _iface, avatar, logout = await self._waiting
         except (UnauthorizedLogin, LoginFailed):
-            await self._fail_login()
+            await self._fail_login(user)
             return
         finally:
             self._waiting = None
@@ -458,6 +466,7 @@ class Pop3Protocol(Protocol, TimeoutMixin):
             self.send(R.LOGIN_DELAY_REPLY)
             return
         if not self.sessions.acquire(canonical):
+            self._maillog("auth", user=canonical, result="in-use")
             logout()
             self.send(R.IN_USE_REPLY)
             return
@@ -480,9 +489,7 @@ class Pop3Protocol(Protocol, TimeoutMixin):
             peer=self.peer_host,
             count=len(maildrop),
         )
-        maillog = getattr(self.ctx, "maillog", None)
-        if maillog is not None:
-            maillog.log("pop3-login", user=canonical, client=self.peer_host)
+        self._maillog("auth", user=canonical, result="ok", messages=len(maildrop))
         self.send(R.LOGGED_IN)
 
     # --- TRANSACTION ---------------------------------------------------------------------
@@ -653,10 +660,9 @@ class Pop3Protocol(Protocol, TimeoutMixin):
             reply = R.QUIT_UPDATE_FAILED
         else:
             reply = R.QUIT_UPDATED.format(count=removed)
-            if removed:
-                maillog = getattr(self.ctx, "maillog", None)
-                if maillog is not None:
-                    maillog.log("pop3-delete", user=self.user, count=removed)
+            self._maillog(
+                "pop3-update", user=self.user, deleted=removed, retrieved=len(drop.retrieved)
+            )
         self.maildrop = None
         self._end_session(committed=True)
         self.send(reply)

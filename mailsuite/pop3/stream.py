@@ -43,9 +43,13 @@ class DotStuffer:
             self._pending_cr = True
         if not chunk:
             return b""
-        if b"\n" in chunk:
-            # CRLF -> LF -> CRLF normalises both line ends; a lone CR is kept as it is.
-            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        lines = chunk.count(b"\n")
+        if lines:
+            if b"\r" not in chunk:  # LF line ends (as Dovecot and mutt write Maildir files)
+                chunk = chunk.replace(b"\n", b"\r\n")
+            elif chunk.count(b"\r\n") != lines:
+                # Mixed: CRLF -> LF -> CRLF normalises both; a lone CR is kept as it is.
+                chunk = chunk.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
             if b"\n." in chunk:
                 chunk = chunk.replace(b"\n.", b"\n..")
         if self._at_line_start and chunk[:1] == b".":
