@@ -73,7 +73,9 @@ class FolderState:
         self._list: list[MessageInfo] | None = None
         self._flag_sets: dict[str, frozenset[str]] = {}
         self._mtimes: tuple[int, int] = (-1, -1)
-        self._dirty = True
+        self._dirty = True  # force a full rescan on the next refresh
+        self._recent_new = True  # new/ changed within the mtime granularity: look again
+        self._recent_cur = True
         self._pending: list[tuple[list[tuple[str, str, bool, int, float]], defer.Deferred]] = []
         self._flushing = False
         self._started = False
@@ -216,7 +218,9 @@ class FolderState:
                 listing[filename if idx < 0 else filename[:idx]] = (filename, in_new)
         self._mtimes = mtimes
         # A change in the same clock tick as our scan would not move the mtime: look again.
-        self._dirty = max(mtimes) > now_ns - 2_000_000_000
+        self._recent_new = mtimes[0] > now_ns - 2_000_000_000
+        self._recent_cur = mtimes[1] > now_ns - 2_000_000_000
+        self._dirty = False
         return listing
 
     def load(self) -> None:
@@ -260,11 +264,49 @@ class FolderState:
                 filename, in_new = listing[base]
                 known.append((uid, filename, in_new))
         known.sort()
-        make = self._make_info
-        self.entries = {uid: (make(uid, fn, in_new), fn, in_new) for uid, fn, in_new in known}
+        self.entries = self._index(known)
         self._list = None
         self.loaded = True
         self._loaded_uidvalidity = self.uidvalidity
+
+    def _index(self, known: list[tuple[int, str, bool]]) -> dict[int, Entry]:
+        """Entries for (uid, file name, in new/) triples: the hot loop of opening a folder.
+
+        Names with ``,S=`` and a leading time (ours, Dovecot's) are parsed inline with string
+        methods; anything else goes through ``_make_info`` (which may ``stat``).
+        """
+        entries: dict[int, Entry] = {}
+        flag_sets = self._flag_sets
+        flags_of = self.flags_of
+        modseq_of = self.modseq.of
+        make_info = self._make_info
+        info_cls = MessageInfo
+        for uid, filename, in_new in known:
+            idx = filename.find(":2,")
+            if idx < 0:
+                base, info = filename, ""
+            else:
+                base, info = filename[:idx], filename[idx + 3 :]
+            s = base.find(",S=")
+            dot = base.find(".")
+            if s < 0 or dot <= 0 or len(base) > 70 or not base.isascii() or not base.isprintable() or " " in base:
+                entries[uid] = (make_info(uid, filename, in_new), filename, in_new)
+                continue
+            e = base.find(",", s + 3)
+            size_text = base[s + 3 :] if e < 0 else base[s + 3 : e]
+            time_text = base[:dot]
+            if not size_text.isdigit() or not time_text.isdigit():
+                entries[uid] = (make_info(uid, filename, in_new), filename, in_new)
+                continue
+            flags = flag_sets.get(info)
+            if flags is None:
+                flags = flags_of(info)
+            entries[uid] = (
+                info_cls(uid, flags, int(size_text), float(time_text), modseq_of.get(uid, 1), base),
+                filename,
+                in_new,
+            )
+        return entries
 
     def unload(self) -> None:
         """Drop the index (no views left); the persistent files stay."""
@@ -304,10 +346,66 @@ class FolderState:
         if keywords_changed:
             self._flag_sets.clear()
         logged = self.modseq.load(self.uidvalidity)
-        if not keywords_changed and not self._dirty and self._dir_mtimes() == self._mtimes:
-            return []
+        mtimes = self._dir_mtimes()
+        full = keywords_changed or self._dirty or self._recent_cur or mtimes[1] != self._mtimes[1]
+        if not full:
+            if not self._recent_new and mtimes[0] == self._mtimes[0]:
+                return []
+            changes = self._refresh_new(mtimes)
+            if changes is not None:
+                return changes
         listing = self._scan()
         return self._apply_listing(listing, logged, keywords_changed)
+
+    def _refresh_new(self, mtimes: tuple[int, int]) -> list[FolderChange] | None:
+        """Only new/ changed (the common case: deliveries): list just new/.
+
+        Returns None when a full rescan is needed (a file left new/).
+        """
+        try:
+            names = os.listdir(os.path.join(self.dir, "new"))
+        except FileNotFoundError:
+            return None
+        uid_of = self.uidlist.uid_of
+        entries = self.entries
+        present = 0
+        unknown: list[tuple[str, str]] = []
+        for filename in names:
+            if filename[:1] == ".":
+                continue
+            idx = filename.find(INFO_SEPARATOR)
+            base = filename if idx < 0 else filename[:idx]
+            uid = uid_of.get(base)
+            entry = entries.get(uid) if uid is not None else None
+            if entry is None:
+                unknown.append((base, filename))
+            elif entry[1] == filename and entry[2]:
+                present += 1
+            else:
+                return None
+        if present != sum(1 for entry in entries.values() if entry[2]):
+            return None
+        self._mtimes = (mtimes[0], self._mtimes[1])
+        self._recent_new = mtimes[0] > int(self._now() * 1e9) - 2_000_000_000
+        if not unknown:
+            return []
+        unknown.sort()
+        try:
+            uids = self.uidlist.assign([b for b, _ in unknown], self._now(), REFRESH_LOCK_TIMEOUT)
+        except TemporaryStoreError:
+            self._dirty = True
+            return []
+        added = []
+        for (_base, filename), uid in zip(unknown, uids):
+            if uid in entries:
+                continue
+            entries[uid] = (self._make_info(uid, filename, True), filename, True)
+            added.append(uid)
+        if not added:
+            return []
+        self._list = None
+        self.account.usage_changed()
+        return [self._publish(ChangeKind.ADDED, sorted(added), None)]
 
     def _reset_after_uidvalidity_change(self) -> list[FolderChange]:
         gone = list(self.entries)

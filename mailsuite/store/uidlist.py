@@ -128,21 +128,23 @@ class UidList:
         self._offset += end
         uid_of = self.uid_of
         last = self._last_uid
+        count = 0
         for line in lines:
-            sp = line.find(" :")
-            if sp <= 0:
+            uid_text, sep, base = line.partition(" :")
+            if not sep:
                 continue
-            head = line[:sp]
-            space = head.find(" ")
-            uid_text = head if space < 0 else head[:space]
             if not uid_text.isdigit():
-                continue
+                # Dovecot may put extension fields between the UID and the name.
+                uid_text = uid_text.split(" ", 1)[0]
+                if not uid_text.isdigit():
+                    continue
             uid = int(uid_text)
             if uid <= last:
                 continue  # not ascending: ignore (Dovecot would rebuild)
-            uid_of[line[sp + 2 :]] = uid
+            uid_of[base] = uid
             last = uid
-            self.records += 1
+            count += 1
+        self.records += count
         self._last_uid = last
         if last + 1 > self.next_uid:
             self.next_uid = last + 1
