@@ -93,3 +93,79 @@ def test_search_never_raises(raw: bytes, needle: str) -> None:
     header_matches(raw, "subject", needle)
     text_matches(raw, needle)
     assert isinstance(body_text(raw), str)
+
+
+# --- generated MIME trees with known layout ---------------------------------------------------
+
+_line = st.text(alphabet="abcdefghij XYZ-.", min_size=0, max_size=30)
+
+
+@st.composite
+def _tree(draw: st.DrawFn, depth: int = 0, eol: bytes = b"\r\n") -> tuple[bytes, dict]:
+    """(entity bytes, expected) for a random leaf, multipart or message/rfc822."""
+    kinds = ["leaf"] if depth >= 4 else ["leaf", "leaf", "multipart", "rfc822"]
+    kind = draw(st.sampled_from(kinds))
+    if kind == "leaf":
+        lines = draw(st.lists(_line, max_size=5))
+        body = eol.join(line.encode() for line in lines)
+        if lines and draw(st.booleans()):
+            body += eol
+        header = b"Content-Type: text/plain" + eol + eol
+        return header + body, {"type": "text", "body": body, "lines": body.count(b"\n")}
+    if kind == "multipart":
+        boundary = b"=_b%d_%d" % (depth, draw(st.integers(0, 10**6)))
+        children = draw(st.lists(_tree(depth + 1, eol), min_size=1, max_size=3))
+        body = draw(st.sampled_from([b"", b"preamble" + eol]))
+        for child, _ in children:
+            body += b"--" + boundary + eol + child + eol
+        body += b"--" + boundary + b"--" + eol
+        header = b"Content-Type: multipart/mixed; boundary=\"" + boundary + b"\"" + eol + eol
+        return header + body, {"type": "multipart", "body": body, "parts": [e for _, e in children]}
+    inner, inner_expected = draw(_tree(depth + 1, eol))
+    inner = b"Subject: inner" + eol + inner  # the inner entity's header gains a Subject
+    header = b"Content-Type: message/rfc822" + eol + eol
+    return header + inner, {"type": "message", "body": inner, "lines": inner.count(b"\n"),
+                            "inner": inner_expected}
+
+
+@st.composite
+def _built(draw: st.DrawFn) -> tuple[bytes, dict]:
+    eol = draw(st.sampled_from([b"\r\n", b"\n"]))
+    entity, expected = draw(_tree(0, eol))
+    return b"From: gen@example.org" + eol + entity, expected
+
+
+def _compare(raw: bytes, node: dict, expected: dict, path: tuple[int, ...]) -> None:
+    assert node["type"] == expected["type"], path
+    assert node["size"] == len(expected["body"]), path
+    start = node["body_offset"]
+    assert raw[start : start + node["size"]] == expected["body"], path
+    if path:
+        assert extract(raw, Section(path)) == expected["body"], path
+    if expected["type"] == "text":
+        assert node["lines"] == expected["lines"], path
+    elif expected["type"] == "multipart":
+        assert len(node["parts"]) == len(expected["parts"]), path
+        for i, (child, want) in enumerate(zip(node["parts"], expected["parts"]), 1):
+            _compare(raw, child, want, path + (i,))
+    else:
+        assert node["lines"] == expected["lines"], path
+        assert node["message"]["envelope"]["subject"] == "inner", path
+        inner = node["message"]["body"]
+        want = expected["inner"]
+        # A top-level message/rfc822 message is its own part 1 (RFC 3501 6.4.5).
+        base = path if path else (1,)
+        if want["type"] == "multipart":  # the parts of an encapsulated multipart are N.1, N.2
+            assert inner["size"] == len(want["body"])
+            for i, (child, sub) in enumerate(zip(inner["parts"], want["parts"]), 1):
+                _compare(raw, child, sub, base + (i,))
+        else:  # a single-part encapsulated message: N.1 is its body
+            assert inner["size"] == len(want["body"]), path
+            assert extract(raw, Section(base + (1,))) == want["body"], path
+
+
+@FUZZ
+@given(_built())
+def test_generated_trees_have_exact_sizes_lines_and_sections(built: tuple[bytes, dict]) -> None:
+    raw, expected = built
+    _compare(raw, summarize_strict(raw)["body"], expected, ())

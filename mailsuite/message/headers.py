@@ -186,8 +186,9 @@ def _skip_cfws(s: str, pos: int) -> int:
     return min(pos, n)
 
 
-def _read_quoted(s: str, pos: int) -> tuple[str, int]:
-    """Read a quoted string starting at the opening quote; return (content, next pos)."""
+def _read_quoted(s: str, pos: int) -> tuple[str, int, bool]:
+    """Read a quoted string starting at the opening quote; return (content, next pos,
+    whether the closing quote was found)."""
     out = []
     pos += 1
     n = len(s)
@@ -198,10 +199,10 @@ def _read_quoted(s: str, pos: int) -> tuple[str, int]:
             pos += 2
             continue
         if c == '"':
-            return "".join(out), pos + 1
+            return "".join(out), pos + 1, True
         out.append(c)
         pos += 1
-    return "".join(out), pos
+    return "".join(out), pos, False
 
 
 def _read_token(s: str, pos: int, stops: str) -> tuple[str, int]:
@@ -239,7 +240,9 @@ def parse_params(s: str, pos: int = 0) -> list[tuple[str, str]]:
             continue
         pos = _skip_cfws(s, pos + 1)
         if pos < n and s[pos] == '"':
-            value, pos = _read_quoted(s, pos)
+            value, pos, closed = _read_quoted(s, pos)
+            if not closed:
+                continue  # unterminated quoted string: drop the parameter, as Dovecot does
         else:
             value, pos = _read_token(s, pos, " \t;\"(")
         name = name.strip().lower()
@@ -378,10 +381,11 @@ def parse_language(value: str) -> list[str] | None:
 
 
 def first_token(value: str) -> str:
-    """The first token of a structured field, lower-cased (Content-Transfer-Encoding)."""
+    """The first token of a structured field, lower-cased (Content-Transfer-Encoding);
+    ``""`` when it is not a valid RFC 2045 token."""
     pos = _skip_cfws(value, 0)
     token, _ = _read_token(value, pos, " \t;(\"")
-    return token.lower()
+    return "" if _bad_token(token) else token.lower()
 
 
 # --- dates (RFC 5322 3.3) --------------------------------------------------------------

@@ -10,7 +10,10 @@ Line ending rules used everywhere (RFC 5322 2.2, RFC 2046 5.1.1, tolerant of bar
 - the header ends at the first empty line (``\\r\\n`` or ``\\n`` alone); without one the whole
   entity is header and the body is empty;
 - a boundary delimiter is ``--boundary`` at the start of a line, followed by optional white
-  space (or ``--`` for the close delimiter); the line break before it belongs to it.
+  space (or ``--`` for the close delimiter); the line break before it belongs to it. A line
+  that merely starts with ``--boundary`` and goes on with other text is not a delimiter
+  (RFC 2046 5.1.1); Dovecot accepts such prefixes, so on corrupted messages the two can differ.
+  A delimiter at the very end of the data opens no new part.
 """
 
 from __future__ import annotations
@@ -175,8 +178,8 @@ def find_parts(
             elif part_end - 1 >= part_start and raw[part_end - 1] == 0x0A:
                 part_end -= 1
             spans.append((part_start, part_end))
-        if is_close:
-            return spans
+        if is_close or lf < 0:
+            return spans  # a delimiter ending the data opens no new (empty) part, as in Dovecot
         if budget.left <= 0:
             return spans  # out of budget: the rest of the body is not scanned
         budget.left -= 1
@@ -227,7 +230,7 @@ def parse_entity(
             entity.children.append(Entity(end, end, end, [], params=[("charset", "us-ascii")]))
     elif entity.maintype == "message" and entity.subtype == "rfc822":
         cte = entity.field_value(raw, b"content-transfer-encoding")
-        encoding = hdr.first_token(cte.decode("latin-1")) if cte else "7bit"
+        encoding = (hdr.first_token(cte.decode("latin-1")) if cte else "") or "7bit"
         if depth >= MAX_DEPTH or encoding not in IDENTITY_ENCODINGS or budget.left <= 0:
             entity.opaque = True
             return entity

@@ -113,7 +113,7 @@ def _chunks(raw: bytes, entity: Entity, depth: int = 0) -> Iterator[str]:
     if entity.maintype != "text":
         return
     cte = entity.field_value(raw, b"content-transfer-encoding")
-    encoding = hdr.first_token(cte.decode("latin-1")) if cte else "7bit"
+    encoding = (hdr.first_token(cte.decode("latin-1")) if cte else "") or "7bit"
     data = _transfer_decode(raw[entity.body_start : entity.end], encoding)
     yield hdr.decode_charset(data, _param(entity.params, "charset"))
 
