@@ -26,13 +26,14 @@ catch-all of the domain. Expansion is loop-safe and bounded (``MAX_ALIAS_DEPTH``
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager
 import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
@@ -49,7 +50,7 @@ from mailsuite.errors import (
 )
 from mailsuite.interfaces import INBOX, IAccounts, Quota, Resolution
 
-__all__ = ["Accounts", "MemoryAccounts", "FileAccounts", "MAX_ALIAS_DEPTH", "MAX_EXPANSION"]
+__all__ = ["MAX_ALIAS_DEPTH", "MAX_EXPANSION", "Accounts", "FileAccounts", "MemoryAccounts"]
 
 MAX_ALIAS_DEPTH = 10  # alias -> alias -> ... levels followed
 MAX_EXPANSION = 1000  # addresses one recipient may expand to
@@ -481,7 +482,7 @@ class Accounts:
             if drop:
                 missing = drop - set(data["aliases"][name])
                 if missing:
-                    raise NoSuchUser(f"alias {name} has no target {sorted(missing)[0]}")
+                    raise NoSuchUser(f"alias {name} has no target {min(missing)}")
                 data["aliases"][name] = [t for t in data["aliases"][name] if t not in drop]
             if not drop or not data["aliases"][name]:
                 del data["aliases"][name]
@@ -519,6 +520,6 @@ class FileAccounts(Accounts):
     @classmethod
     def in_data_dir(
         cls, data_dir: Path, static_domains: Iterable[str] = (), reactor: Any = None
-    ) -> "FileAccounts":
+    ) -> FileAccounts:
         """The accounts file of a data directory."""
         return cls(Path(data_dir) / ".mailsuite" / "accounts.json", static_domains, reactor)

@@ -16,7 +16,7 @@ import re
 
 from mailsuite.errors import InvalidAddress
 
-__all__ = ["canonical", "split", "base_address", "canonical_domain", "InvalidAddress"]
+__all__ = ["InvalidAddress", "base_address", "canonical", "canonical_domain", "split"]
 
 # RFC 5321 4.5.3.1.1 / 4.5.3.1.2: size limits of the parts.
 MAX_LOCAL_PART = 64

@@ -23,7 +23,7 @@ from zope.interface import implementer
 
 from mailsuite.interfaces import IAccounts, IAccountStore, IMailStore
 
-__all__ = ["make_portal", "AccountsChecker", "MailRealm", "LoginThrottle", "login", "LoginBlocked"]
+__all__ = ["AccountsChecker", "LoginBlocked", "LoginThrottle", "MailRealm", "login", "make_portal"]
 
 
 @implementer(ICredentialsChecker)
@@ -35,7 +35,7 @@ class AccountsChecker:
     def __init__(self, accounts: IAccounts) -> None:
         self._accounts = accounts
 
-    def requestAvatarId(self, creds: Any) -> defer.Deferred[str]:  # noqa: N802 (Twisted name)
+    def requestAvatarId(self, creds: Any) -> defer.Deferred[str]:
         try:
             username = _text(creds.username)
             password = _text(creds.password)
@@ -61,7 +61,7 @@ class MailRealm:
     def __init__(self, store: IMailStore) -> None:
         self._store = store
 
-    def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> tuple:  # noqa: N802,N803
+    def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> tuple:
         if IAccountStore not in interfaces:
             raise NotImplementedError("this realm only provides IAccountStore")
         user = _text(avatarId)

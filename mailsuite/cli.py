@@ -28,7 +28,8 @@ import getpass
 import json
 import socket
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from mailsuite.accounts import FileAccounts
 from mailsuite.config import SERVICES, Config, load_config
@@ -49,8 +50,8 @@ class CommandError(Exception):
 def _read_password(args: argparse.Namespace, address: str) -> str:
     if args.password_stdin:
         line = sys.stdin.readline()
-        password = line[:-1] if line.endswith("\n") else line
-        password = password[:-1] if password.endswith("\r") else password
+        password = line.removesuffix("\n")
+        password = password.removesuffix("\r")
     else:
         if not sys.stdin.isatty():
             raise CommandError("no terminal to ask the password on; use --password-stdin")
@@ -190,10 +191,11 @@ def _port_of(description: str) -> int | None:
 
 
 def _public_ips(hostname: str) -> tuple[list[str], list[str]]:
-    v4, v6 = set(), set()
+    v4: set[str] = set()
+    v6: set[str] = set()
     try:
         for family, *_rest, sockaddr in socket.getaddrinfo(hostname, None):
-            ip = sockaddr[0]
+            ip = str(sockaddr[0])
             if ip.startswith(("127.", "::1", "fe80")):
                 continue
             (v6 if family == socket.AF_INET6 else v4).add(ip)
@@ -243,8 +245,8 @@ def dns_records(config: Config, domains: Sequence[str]) -> str:
         out.append(f"; Thunderbird-style autoconfig (autoconfig.{domain}) needs a web server; "
                    "the SRV records above are enough for RFC 6186 clients.")
     if ports["smtp"] != 25:
-        out += ["", f"; warning: the MX listener is on port {ports['smtp']}; other servers "
-                "deliver only to port 25 (set [listen] smtp = [\"tcp:port=25\"])."]
+        out += ["", (f"; warning: the MX listener is on port {ports['smtp']}; other servers "
+                     "deliver only to port 25 (set [listen] smtp = [\"tcp:port=25\"]).")]
     return "\n".join(out)
 
 

@@ -32,8 +32,16 @@ from mailsuite.relay.settings import RelaySettings
 from mailsuite.smtp.settings import SmtpSettings
 from mailsuite.store.settings import StoreSettings
 
-__all__ = ["Config", "ListenSettings", "TlsConfig", "LogSettings", "load_config",
-           "DEFAULT_CONFIG_NAME", "SERVICES", "EMBEDDED"]
+__all__ = [
+    "DEFAULT_CONFIG_NAME",
+    "EMBEDDED",
+    "SERVICES",
+    "Config",
+    "ListenSettings",
+    "LogSettings",
+    "TlsConfig",
+    "load_config",
+]
 
 DEFAULT_CONFIG_NAME = "mailsuite.toml"
 EMBEDDED = "<embedded defaults>"

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from twisted.logger import Logger
 
-__all__ = ["MailLog", "format_line", "REDACTED"]
+__all__ = ["REDACTED", "MailLog", "format_line"]
 
 REDACTED = "<redacted>"
 _SECRET = re.compile(r"pass|secret|auth_?(data|response)|token|credential|private", re.IGNORECASE)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-__all__ = ["hash_password", "verify_password", "needs_rehash", "DUMMY_HASH", "HASH_PREFIX"]
+__all__ = ["DUMMY_HASH", "HASH_PREFIX", "hash_password", "needs_rehash", "verify_password"]
 
 # RFC 9106 second recommended option (64 MiB, 3 passes, 4 lanes): argon2-cffi's defaults.
 _HASHER = PasswordHasher()

@@ -29,7 +29,7 @@ from twisted.python import usage
 from mailsuite.config import IMPLICIT_TLS, SERVICES, Config, load_config
 from mailsuite.errors import ConfigError, MailsuiteError
 
-__all__ = ["Options", "makeService", "MailsuiteService", "StartupError"]
+__all__ = ["MailsuiteService", "Options", "StartupError", "makeService"]
 
 log = Logger(namespace="mailsuite")
 
@@ -108,7 +108,7 @@ class MailsuiteService(service.MultiService):
         self._uid, self._gid = uid, gid
         self._bound = False
 
-    def privilegedStartService(self) -> None:  # noqa: N802 (Twisted name)
+    def privilegedStartService(self) -> None:
         if self._uid is not None or self._gid is not None:
             _chown_tree(Path(self.ctx.config.data_dir), self._uid, self._gid)
         self._bind_all()
@@ -141,7 +141,7 @@ class MailsuiteService(service.MultiService):
         for port in ports:
             port.stopListening()
 
-    def startService(self) -> None:  # noqa: N802 (Twisted name)
+    def startService(self) -> None:
         if not self._bound:  # started without twistd's privileged phase (tests)
             self._bind_all()
         super().startService()
@@ -179,7 +179,7 @@ class MailsuiteService(service.MultiService):
         self.ctx.maillog.reopen()
 
     @defer.inlineCallbacks
-    def stopService(self) -> Any:  # noqa: N802 (Twisted name)
+    def stopService(self) -> Any:
         ports = [p for group in self.ports.values() for p in group]
         self.ports = {}
         self._bound = False
@@ -207,7 +207,7 @@ def build(config: Config, reactor: Any, uid: int | None = None,
         raise ConfigError(f"{config.source}: data_dir: cannot create {data_dir}: "
                           f"{exc.strerror}") from None
     accounts = FileAccounts.in_data_dir(data_dir, config.domains, reactor)
-    if config.cert_path is not None:
+    if config.cert_path is not None and config.key_path is not None:
         cert, key = config.cert_path, config.key_path
     else:
         cert, key = ensure_certificate(config.state_dir / "tls", config.hostname)
@@ -256,7 +256,7 @@ def build(config: Config, reactor: Any, uid: int | None = None,
     return top
 
 
-def makeService(options: Options) -> service.IService:  # noqa: N802 (twistd name)
+def makeService(options: Options) -> service.IService:
     """Called by twistd: the server for ``--config`` (or ./mailsuite.toml, or defaults)."""
     from twisted.internet import reactor
 

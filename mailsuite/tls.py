@@ -34,7 +34,7 @@ from zope.interface import implementer
 
 from mailsuite.errors import ConfigError
 
-__all__ = ["ensure_certificate", "TLSSettings", "CERT_FILE", "KEY_FILE"]
+__all__ = ["CERT_FILE", "KEY_FILE", "TLSSettings", "ensure_certificate"]
 
 CERT_FILE = "cert.pem"
 KEY_FILE = "key.pem"
@@ -71,7 +71,7 @@ def _usable(cert_path: Path, key_path: Path, hostname: str) -> bool:
         return False
     if hostname.lower() not in [n.lower() for n in san.get_values_for_type(x509.DNSName)]:
         return False
-    left = cert.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc)
+    left = cert.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
     return left > datetime.timedelta(days=RENEW_BEFORE_DAYS)
 
 
@@ -84,7 +84,7 @@ def ensure_certificate(directory: Path | str, hostname: str) -> tuple[Path, Path
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname[:64])])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -158,13 +158,13 @@ def load_options(cert_path: Path, key_path: Path) -> tssl.CertificateOptions:
 class _CurrentServerOptions:
     """Creates server connections from whatever options the settings hold right now."""
 
-    def __init__(self, settings: "TLSSettings") -> None:
+    def __init__(self, settings: TLSSettings) -> None:
         self._settings = settings
 
-    def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:  # noqa: N802,N803
+    def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         return SSL.Connection(self.getContext(), None)
 
-    def getContext(self) -> SSL.Context:  # noqa: N802 (IOpenSSLContextFactory)
+    def getContext(self) -> SSL.Context:
         return self._settings.current.getContext()
 
 

@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import MailServer  # noqa: E402
+from harness import MailServer
 
 
 @pytest.fixture

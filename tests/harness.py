@@ -149,7 +149,7 @@ class MailServer:
         return [sys.executable, "-c", TWISTD, "-n", "--pidfile=", *self.twistd_args,
                 "mailsuite", "--config", str(self.config_path)]
 
-    def start(self, timeout: float = START_TIMEOUT) -> "MailServer":
+    def start(self, timeout: float = START_TIMEOUT) -> MailServer:
         """Start and wait until every listener is bound; raise ServerFailed otherwise."""
         self.process = subprocess.Popen(
             self.command(), cwd=self.directory, env=environment(), text=True,
@@ -206,10 +206,10 @@ class MailServer:
         assert self.process is not None
         self.process.send_signal(signum)
 
-    def __enter__(self) -> "MailServer":
+    def __enter__(self) -> MailServer:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # -- helpers ----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """mailsuite.address: canonical spelling, splitting and sub-addresses."""
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailsuite.address import base_address, canonical, canonical_domain, split
 from mailsuite.errors import InvalidAddress

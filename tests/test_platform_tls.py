@@ -2,10 +2,9 @@
 
 import os
 import shutil
-import tempfile
-import ssl
 import socket
-import threading
+import ssl
+import tempfile
 
 import pytest
 from twisted.internet import defer, endpoints, protocol, threads
