@@ -163,3 +163,30 @@ def test_compress_deflate_compresses_both_ways() -> None:
     c.take()
     c.proto.dataReceived(deflate.compress(b"z1 NOOP\r\n") + deflate.flush(zlib.Z_SYNC_FLUSH))
     assert inflate.decompress(c.take()) == b"z1 OK Noop completed.\r\n"
+
+
+def test_real_throttle_blocks_after_ten_failures_with_same_reply() -> None:
+    from mailsuite.auth import LoginThrottle
+
+    ctx = make_ctx()
+    ctx.throttle = LoginThrottle(ctx.reactor)
+    c = Client(ctx)
+    replies = []
+    for n in range(10):
+        user = ALICE if n % 2 else "nobody@example.test"
+        out = c.cmd(f'LOGIN {user} "wrong"')
+        for _ in range(20):  # the throttle delays each failure a little longer
+            if out:
+                break
+            c.clock.advance(1)
+            out = c.take()
+        replies.append(c.status(out))
+    assert ctx.throttle.is_blocked("192.0.2.1")
+    out = c.cmd(f'LOGIN {ALICE} "{PASSWORD}"')
+    for _ in range(20):
+        if out:
+            break
+        c.clock.advance(1)
+        out = c.take()
+    assert c.status(out) == AUTH_FAILED
+    assert set(replies) == {AUTH_FAILED}

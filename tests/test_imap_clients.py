@@ -11,6 +11,7 @@ import pty
 import select
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -70,8 +71,8 @@ class Clients(unittest.TestCase):
     timeout = 120
 
     def setUp(self) -> None:
-        self.tmp = Path(self.mktemp())
-        self.tmp.mkdir(parents=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix="imap-clients-"))
+        self.addCleanup(shutil.rmtree, self.tmp, True)
         self.server = LiveServer(str(self.tmp))
 
     def tearDown(self) -> defer.Deferred:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import imaplib
+import shutil
+import tempfile
 import threading
 
 from twisted.internet import defer, threads
@@ -16,7 +18,9 @@ class EndToEnd(unittest.TestCase):
     timeout = 60
 
     def setUp(self) -> None:
-        self.server = LiveServer(self.mktemp())
+        directory = tempfile.mkdtemp(prefix="imap-e2e-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        self.server = LiveServer(directory)
 
     def tearDown(self) -> defer.Deferred:
         return self.server.stop()
