@@ -16,9 +16,11 @@ import ssl
 import subprocess
 import sys
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from test_pop3_helpers import FakeConfig, make_certificates, make_ctx
 from twisted.internet import defer, reactor, task, threads
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial import unittest
@@ -29,7 +31,6 @@ from mailsuite.interfaces import INBOX, FlagMode
 from mailsuite.pop3.service import pop3_factory
 from mailsuite.pop3.settings import Pop3Settings
 from mailsuite.tls import TLSSettings
-from test_pop3_helpers import FakeConfig, make_certificates, make_ctx
 
 try:
     from mailsuite.store.maildir import MaildirStore
@@ -132,7 +133,9 @@ class E2ETestCase(unittest.TestCase):
 
     def tls_client(self) -> poplib.POP3_SSL:
         return poplib.POP3_SSL(
-            "127.0.0.1", self.server.tls_port_number, context=self.server.client_context(),
+            "127.0.0.1",
+            self.server.tls_port_number,
+            context=self.server.client_context(),
             timeout=30,
         )
 
@@ -160,9 +163,13 @@ class PoplibTests(E2ETestCase):
 
             out = await in_thread(session)
             self.assertEqual(out["stat"][0], 2)
-            self.assertEqual(out["uidl"], [f"{n} {i}".encode() for n, i in enumerate(expected_ids, 1)])
+            self.assertEqual(
+                out["uidl"], [f"{n} {i}".encode() for n, i in enumerate(expected_ids, 1)]
+            )
             self.assertEqual(out["retr"], MSG.rstrip(b"\r\n").split(b"\r\n"))
-            self.assertEqual(out["top"], [b"From: bob@example.test", b"Subject: hello", b"", b"first line"])
+            self.assertEqual(
+                out["top"], [b"From: bob@example.test", b"Subject: hello", b"", b"first line"]
+            )
             self.assertEqual(out["quit"], b"+OK Logging out, 1 messages deleted.")
             remaining = self.server.inbox().messages()
             self.assertEqual([i.pop_id for i in remaining], expected_ids[1:])
@@ -352,7 +359,9 @@ class MixedWithImapTests(E2ETestCase):
                     pop.quit()
                 return "sent"
 
-            self.assertEqual(await in_thread(retr), "-ERR Message 1 was removed by another session.")
+            self.assertEqual(
+                await in_thread(retr), "-ERR Message 1 was removed by another session."
+            )
 
         return self.run_async(go())
 

@@ -222,7 +222,7 @@ def make_certificates(directory: Any) -> tuple[str, str, str]:
     from cryptography.x509.oid import NameOID
 
     directory = Path(directory)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mailsuite test CA")])
     ca = (
@@ -272,9 +272,7 @@ def make_certificates(directory: Any) -> tuple[str, str, str]:
     ca_path.write_bytes(ca.public_bytes(pem))
     cert_path.write_bytes(cert.public_bytes(pem))
     key_path.write_bytes(
-        key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return str(ca_path), str(cert_path), str(key_path)
 

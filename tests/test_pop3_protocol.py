@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import base64
 
-from twisted.trial import unittest
-
-from mailsuite.interfaces import INBOX, FlagMode
-from mailsuite.pop3.settings import Pop3Settings
 from test_pop3_helpers import (
     PASSWORD,
     USERS,
@@ -18,6 +14,10 @@ from test_pop3_helpers import (
     make_ctx,
     multiline,
 )
+from twisted.trial import unittest
+
+from mailsuite.interfaces import INBOX, FlagMode
+from mailsuite.pop3.settings import Pop3Settings
 
 ALICE = USERS[0]
 MSG1 = b"Subject: one\r\n\r\nbody one\r\n"
@@ -282,7 +282,9 @@ class BadInput(Base):
         self.assertEqual(c.cmd("DELE 0"), b"-ERR No such message.\r\n")
 
     def test_huge_message_number(self) -> None:
-        self.assertEqual(self.logged_in().cmd("LIST 99999999999999"), b"-ERR Invalid message number.\r\n")
+        self.assertEqual(
+            self.logged_in().cmd("LIST 99999999999999"), b"-ERR Invalid message number.\r\n"
+        )
 
     def test_missing_argument(self) -> None:
         self.assertEqual(self.logged_in().cmd("RETR"), b"-ERR Invalid arguments.\r\n")
@@ -311,9 +313,7 @@ class BadInput(Base):
 
 class Transaction(Base):
     def test_stat(self) -> None:
-        self.assertEqual(
-            self.logged_in().cmd("STAT"), b"+OK 2 %d\r\n" % (len(MSG1) + len(MSG2))
-        )
+        self.assertEqual(self.logged_in().cmd("STAT"), b"+OK 2 %d\r\n" % (len(MSG1) + len(MSG2)))
 
     def test_list_all(self) -> None:
         lines = multiline(self.logged_in().cmd("LIST"))
@@ -462,9 +462,7 @@ class Streaming(Base):
         deliver(self.ctx, ALICE, raw)
         c = self.logged_in()
         out = c.cmd("RETR 3")
-        self.assertEqual(
-            multiline(out), raw.rstrip(b"\n").split(b"\n")
-        )
+        self.assertEqual(multiline(out), raw.rstrip(b"\n").split(b"\n"))
         self.assertIn(b"\r\n..499\r\n.\r\n", out)
 
     def test_pipelined_commands_wait_for_the_stream(self) -> None:
@@ -476,6 +474,16 @@ class Streaming(Base):
         self.assertNotIn(b"+OK \r\n", first)
         out = c.take()
         self.assertTrue(out.endswith(b"\r\n.\r\n+OK \r\n"))
+
+    def test_idle_timeout_while_the_client_does_not_read_aborts(self) -> None:
+        deliver(self.ctx, ALICE, b"x\r\n" * 1000)
+        c = self.logged_in()
+        c.take()
+        c.proto.dataReceived(b"RETR 3\r\n")
+        c.transport.producer.pauseProducing()  # the client's window is full
+        self.clock.advance(601)
+        self.assertNotIn(b"inactivity", c.transport.io.getvalue())
+        self.assertTrue(c.transport.disconnecting)
 
     def test_large_top(self) -> None:
         raw = b"A: b\r\nC: d\r\n\r\n" + b"line\r\n" * 100
@@ -532,7 +540,9 @@ class WithRealThrottle(Base):
             self.clock.advance(60)
             replies.append(out + c.take())
         self.assertEqual(set(replies[:10]), {b"-ERR [AUTH] Authentication failed.\r\n"})
-        self.assertEqual(replies[10], b"-ERR [SYS/TEMP] Too many failed logins, try again later.\r\n")
+        self.assertEqual(
+            replies[10], b"-ERR [SYS/TEMP] Too many failed logins, try again later.\r\n"
+        )
 
 
 class MailLogLines(Base):
@@ -545,7 +555,12 @@ class MailLogLines(Base):
         ctx.reactor.advance(10)
         self.assertEqual(
             log.lines,
-            [("auth", {"service": "pop3", "client": "192.0.2.1", "user": ALICE, "result": "failed"})],
+            [
+                (
+                    "auth",
+                    {"service": "pop3", "client": "192.0.2.1", "user": ALICE, "result": "failed"},
+                )
+            ],
         )
         self.assertNotIn("hunter2", repr(log.lines))
 

@@ -107,7 +107,12 @@ def test_sender_streams_in_chunks_and_never_reads_more_than_one() -> None:
     clock = task.Clock()
     done: list[object] = []
     sender = MessageSender(
-        transport, clock, io.BytesIO(raw), b"+OK\r\n", done.append, chunk_size=7,
+        transport,
+        clock,
+        io.BytesIO(raw),
+        b"+OK\r\n",
+        done.append,
+        chunk_size=7,
         max_chunks_per_turn=3,
     )
     sender.start()

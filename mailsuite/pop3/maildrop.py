@@ -16,12 +16,12 @@ itself costs no Maildir rename.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from twisted.logger import Logger
 
 from mailsuite.errors import MessageNotFound, StoreError
-from mailsuite.interfaces import INBOX, FlagMode, IAccountStore, IFolder
+from mailsuite.interfaces import INBOX, FlagMode
 
 SEEN = "\\Seen"
 DELETED = "\\Deleted"
@@ -57,9 +57,10 @@ class Maildrop:
 
     log = Logger()
 
-    def __init__(self, account: IAccountStore, folder: IFolder) -> None:
+    def __init__(self, account: Any, folder: Any) -> None:
+        """``account`` is an IAccountStore, ``folder`` its open INBOX (an IFolder)."""
         self.account = account
-        self.folder = folder
+        self.folder: Any = folder  # IFolder (zope interfaces do not type-check well)
         uidvalidity = int(getattr(folder, "uidvalidity", 0) or 0)
         self.entries: list[DropEntry] = [
             DropEntry(n, info.uid, _valid_pop_id(info.pop_id, info.uid, uidvalidity), info.size)
@@ -70,9 +71,9 @@ class Maildrop:
         self._closed = False
 
     @classmethod
-    def open(cls, account: IAccountStore) -> Maildrop:
+    def open(cls, account: Any) -> Maildrop:
         """Take the snapshot of ``account``'s INBOX (raises StoreError when it cannot)."""
-        folder = account.open_folder(INBOX)
+        folder: Any = account.open_folder(INBOX)
         try:
             folder.refresh()
             return cls(account, folder)
@@ -147,7 +148,7 @@ class Maildrop:
         """The session ended without QUIT: keep every message, only record \\Seen."""
         try:
             self._apply_seen(exclude=set(), present=self._present_uids())
-        except Exception:
+        except Exception:  # noqa: BLE001 - the session is over; log and go on
             self.log.failure("pop3: could not record \\Seen for {user}", user=self.account.user)
         finally:
             self._close()

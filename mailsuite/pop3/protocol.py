@@ -17,7 +17,8 @@ import base64
 import binascii
 import enum
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import LoginFailed, UnauthorizedLogin
@@ -89,6 +90,7 @@ class Pop3Protocol(Protocol, TimeoutMixin):
     """One POP3 connection."""
 
     log = Logger()
+    transport: Any  # ITCPTransport / ISSLTransport; zope interfaces do not type-check well
 
     def __init__(
         self,
@@ -103,7 +105,7 @@ class Pop3Protocol(Protocol, TimeoutMixin):
         self.sessions = sessions
         self.implicit_tls = implicit_tls
         self.reactor = ctx.reactor
-        self.callLater = ctx.reactor.callLater  # TimeoutMixin uses it
+        self.callLater = ctx.reactor.callLater  # type: ignore[method-assign]  # TimeoutMixin
         self._refuse = refuse
         self.state = State.AUTHORIZATION
         self.user: str | None = None  # canonical address once logged in
@@ -137,11 +139,7 @@ class Pop3Protocol(Protocol, TimeoutMixin):
     @property
     def secure(self) -> bool:
         """True under TLS (implicit on 995, or after STLS)."""
-        return (
-            self.implicit_tls
-            or self._tls_started
-            or ISSLTransport.providedBy(self.transport)
-        )
+        return self.implicit_tls or self._tls_started or ISSLTransport.providedBy(self.transport)
 
     def connectionMade(self) -> None:
         _set_no_delay(self.transport)
@@ -154,7 +152,7 @@ class Pop3Protocol(Protocol, TimeoutMixin):
         self.setTimeout(self.settings.idle_timeout)
         self._write(R.GREETING.to_bytes())
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:  # type: ignore[override]
         self._disconnected = True
         self.setTimeout(None)
         if self._counted_host is not None:
@@ -169,6 +167,16 @@ class Pop3Protocol(Protocol, TimeoutMixin):
     def timeoutConnection(self) -> None:
         """RFC 1939 section 3: an idle session is closed without entering UPDATE."""
         self.log.info("pop3: idle timeout for {peer}", peer=self.peer_host)
+        if self._sender is not None:
+            # The client stopped reading in the middle of a message: no status line can be
+            # sent any more, and the unread data would hold the connection open.
+            self._closing = True
+            abort = getattr(self.transport, "abortConnection", None)
+            if abort is not None:
+                abort()
+            else:
+                self.transport.loseConnection()
+            return
         self._write(R.IDLE_TIMEOUT.to_bytes())
         self._close()
 
@@ -184,7 +192,7 @@ class Pop3Protocol(Protocol, TimeoutMixin):
             logout, self._logout = self._logout, None
             try:
                 logout()
-            except Exception:
+            except Exception:  # noqa: BLE001 - a broken logout must not stop the cleanup
                 self.log.failure("pop3: logout failed")
 
     def _maillog(self, event: str, **fields: Any) -> None:
@@ -260,12 +268,12 @@ class Pop3Protocol(Protocol, TimeoutMixin):
 
     def _async_failed(self, failure: Failure) -> None:
         if failure.check(defer.CancelledError):
-            return None
+            return
         self.log.failure("pop3: command failed", failure)
         if not self._disconnected:
             self.send(R.err("Internal error.", R.SYS_TEMP))
             self._close()
-        return None
+        return
 
     def _async_done(self, _: object) -> None:
         self._busy = False
@@ -472,7 +480,7 @@ class Pop3Protocol(Protocol, TimeoutMixin):
             return
         try:
             maildrop = Maildrop.open(avatar)
-        except Exception:
+        except Exception:  # noqa: BLE001 - any store failure: answer [SYS/TEMP]
             self.log.failure("pop3: cannot open the maildrop of {user}", user=canonical)
             self.sessions.release(canonical)
             logout()
@@ -655,7 +663,7 @@ class Pop3Protocol(Protocol, TimeoutMixin):
         drop = self._drop()
         try:
             removed = drop.commit()
-        except Exception:
+        except Exception:  # noqa: BLE001 - any store failure: answer [SYS/TEMP]
             self.log.failure("pop3: UPDATE failed for {user}", user=self.user)
             reply = R.QUIT_UPDATE_FAILED
         else:

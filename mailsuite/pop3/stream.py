@@ -13,7 +13,8 @@
 
 from __future__ import annotations
 
-from typing import IO, Any, Callable
+from collections.abc import Callable
+from typing import IO, Any
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
@@ -78,7 +79,7 @@ def encode_message(raw: bytes) -> bytes:
 class TopFilter:
     """Passes the header, the empty line and the first ``lines`` body lines (RFC 1939 TOP)."""
 
-    __slots__ = ("_remaining", "_in_header", "_line_head", "done")
+    __slots__ = ("_in_header", "_line_head", "_remaining", "done")
 
     def __init__(self, lines: int) -> None:
         self._remaining = lines
@@ -181,8 +182,7 @@ class MessageSender:
 
     def _read(self) -> bytes:
         data = self._source.read(self._chunk_size)
-        if len(data) > self.max_read:
-            self.max_read = len(data)
+        self.max_read = max(self.max_read, len(data))
         return data
 
     def _pump(self) -> None:
@@ -214,7 +214,7 @@ class MessageSender:
                     self._on_progress()
                 if eof:
                     self._finish(None, unregister=True)
-        except Exception as e:  # an I/O error half-way: the response cannot be completed
+        except Exception as e:  # noqa: BLE001 - I/O error half-way: the reply cannot complete
             self.log.failure("pop3: error while sending a message")
             self._finish(e, unregister=True)
         finally:
