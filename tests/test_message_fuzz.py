@@ -79,6 +79,25 @@ def test_extract_never_raises_and_is_a_slice(raw: bytes, section: Section) -> No
     assert data in raw
 
 
+_TEXTS = [None, "HEADER", "TEXT", "MIME", "HEADER.FIELDS", "HEADER.FIELDS.NOT"]
+
+
+@st.composite
+def _any_section(draw: st.DrawFn) -> Section:
+    part = tuple(draw(st.lists(st.integers(1, 4), max_size=5)))
+    text = draw(st.sampled_from(_TEXTS))
+    if text == "MIME" and not part:
+        text = None
+    fields = ("From", "content-type") if text and text.startswith("HEADER.FIELDS") else ()
+    return Section(part, text, fields)
+
+
+@FUZZ
+@given(messages, _any_section())
+def test_extract_from_summary_offsets_equals_scanning(raw: bytes, section: Section) -> None:
+    assert extract(raw, section, summarize_strict(raw)) == extract(raw, section)
+
+
 @FUZZ
 @given(messages)
 def test_header_sections_never_raise(raw: bytes) -> None:
@@ -169,3 +188,10 @@ def _compare(raw: bytes, node: dict, expected: dict, path: tuple[int, ...]) -> N
 def test_generated_trees_have_exact_sizes_lines_and_sections(built: tuple[bytes, dict]) -> None:
     raw, expected = built
     _compare(raw, summarize_strict(raw)["body"], expected, ())
+
+
+@FUZZ
+@given(_built(), _any_section())
+def test_extract_from_summary_on_generated_trees(built: tuple[bytes, dict], section: Section) -> None:
+    raw = built[0]
+    assert extract(raw, section, summarize_strict(raw)) == extract(raw, section)

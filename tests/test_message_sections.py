@@ -188,3 +188,28 @@ def test_partial_past_the_end_is_empty() -> None:
 
 def test_partial_count_beyond_end_is_truncated() -> None:
     assert partial(b"0123", 2, 100) == b"23"
+
+
+# --- extraction from the cached summary's offsets -------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(corpus.ALL))
+def test_summary_offsets_give_the_same_sections(name: str) -> None:
+    from mailsuite.message import summarize
+
+    built = corpus.ALL[name]()
+    summary = summarize(built.raw)
+    specs = list(built.pieces) + ["1", "1.MIME", "2.HEADER", "2.TEXT", "1.1", "2.1.MIME",
+                                  "2.HEADER.FIELDS (Subject)", "3", "1.2.2"]
+    for spec in specs:
+        if spec in ("body",):
+            continue
+        assert extract(built.raw, spec, summary) == extract(built.raw, spec), spec
+
+
+def test_summary_of_other_bytes_is_not_trusted() -> None:
+    from mailsuite.message import summarize
+
+    built = corpus.mixed()
+    stale = summarize(corpus.nested().raw)  # wrong message: its size differs
+    assert extract(built.raw, "1", stale) == built.pieces["1"]

@@ -70,7 +70,8 @@ Absent or empty fields are ``None``.
       "parts": [NODE, ...],
       # message/rfc822 only (message/global is a plain leaf: IMAP4rev1's grammar knows
       # only MESSAGE/RFC822 as an encapsulation, and Dovecot does the same):
-      "message": {"envelope": ENVELOPE, "body": NODE, "header_size": int},
+      "message": {"envelope": ENVELOPE, "body": NODE, "header_size": int,
+                  "opaque": True},            # "opaque" only when not scanned (see below)
     }
 
 A multipart that cannot be scanned (no boundary, or nested deeper than ``MAX_DEPTH``) is

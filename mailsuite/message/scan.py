@@ -86,7 +86,7 @@ _FIELD_START = re.compile(rb"\n(?![ \t])")
 _NAME_CHARS = bytes(c for c in range(33, 127) if c != 0x3A)  # RFC 5322 ftext
 
 
-def _header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
+def header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
     """(end of the header fields, start of the body) for the entity at ``raw[start:end]``."""
     if start >= end:
         return start, start
@@ -109,7 +109,7 @@ def split_header(raw: bytes, start: int, end: int) -> tuple[list[HeaderField], i
     A field runs from a line that does not start with white space to the next such line
     (RFC 5322 2.2.3 folding). A line without a valid ``name:`` is kept as a nameless field.
     """
-    fields_end, body_start = _header_end(raw, start, end)
+    fields_end, body_start = header_end(raw, start, end)
     if fields_end <= start:
         return [], body_start
     starts = [start]

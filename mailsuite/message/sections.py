@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mailsuite.message.scan import Entity, parse_message, resolve
+from mailsuite.message.scan import Entity, header_end, parse_message, resolve, split_header
 
 MAX_PART_DEPTH = 20  # section-part numbers beyond this many levels are refused
 MAX_FIELDS = 200  # names in a HEADER.FIELDS list
@@ -141,72 +141,142 @@ def _parse_header_list(text: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _eol(raw: bytes, entity: Entity) -> bytes:
-    """The line break the entity's header uses for its empty line (CRLF by default)."""
-    if entity.body_start > entity.start and raw[entity.body_start - 1] == 0x0A:
-        if entity.body_start - 2 >= entity.start and raw[entity.body_start - 2] == 0x0D:
+def _eol(raw: bytes, start: int, body_start: int) -> bytes:
+    """The line break a header uses for its empty line (CRLF by default)."""
+    if body_start > start and raw[body_start - 1] == 0x0A:
+        if body_start - 2 >= start and raw[body_start - 2] == 0x0D:
             return b"\r\n"
         return b"\n"
     return b"\r\n"
 
 
-def _header_fields(raw: bytes, entity: Entity, names: tuple[str, ...], keep: bool) -> bytes:
+def _header_fields(
+    raw: bytes, start: int, body_start: int, names: tuple[str, ...], keep: bool
+) -> bytes:
     """RFC 3501 6.4.5 HEADER.FIELDS / .NOT: the chosen fields as stored, then an empty line."""
     wanted = {n.lower().encode("latin-1", "replace") for n in names}
-    chosen = [raw[f.start : f.end] for f in entity.fields if (f.name in wanted) == keep]
+    eol = _eol(raw, start, body_start)
     out = []
-    for piece in chosen:
-        out.append(piece if piece.endswith(b"\n") else piece + _eol(raw, entity))
-    out.append(_eol(raw, entity))
+    for f in split_header(raw, start, body_start)[0]:
+        if (f.name in wanted) == keep:
+            piece = raw[f.start : f.end]
+            out.append(piece if piece.endswith(b"\n") else piece + eol)
+    out.append(eol)
     return b"".join(out)
 
 
-def _message_text(raw: bytes, message: Entity, section: Section) -> bytes:
+def _message_text(raw: bytes, start: int, body_start: int, end: int, section: Section) -> bytes:
+    """HEADER, TEXT, HEADER.FIELDS[.NOT] of the message at ``raw[start:end]``."""
     text = section.text
     if text == HEADER:
-        return raw[message.start : message.body_start]
+        return raw[start:body_start]
     if text == TEXT:
-        return raw[message.body_start : message.end]
+        return raw[body_start:end]
     if text == HEADER_FIELDS:
-        return _header_fields(raw, message, section.fields, True)
+        return _header_fields(raw, start, body_start, section.fields, True)
     if text == HEADER_FIELDS_NOT:
-        return _header_fields(raw, message, section.fields, False)
-    return raw[message.start : message.end]
+        return _header_fields(raw, start, body_start, section.fields, False)
+    return raw[start:end]
+
+
+def _part_text(
+    raw: bytes,
+    span: tuple[int, int, int],
+    message: tuple[int, int, int] | None,
+    section: Section,
+) -> bytes:
+    """A section of the part at ``span`` = (start, body start, end); ``message`` is the span of
+    the message it encapsulates (message/rfc822) or None."""
+    if section.text is None:
+        return raw[span[1] : span[2]]
+    if section.text == MIME:
+        return raw[span[0] : span[1]]
+    # HEADER / TEXT / HEADER.FIELDS on a part: only a message/rfc822 part has them
+    # (RFC 3501 6.4.5).
+    if message is not None:
+        return _message_text(raw, *message, section)
+    return b""
 
 
 def extract_from(raw: bytes, root: Entity, section: Section) -> bytes:
     """Extract ``section`` given an already scanned message."""
     if not section.part:
-        return _message_text(raw, root, section)
+        return _message_text(raw, root.start, root.body_start, root.end, section)
     entity = resolve(root, section.part)
     if entity is None:
         return b""
-    if section.text is None:
-        return raw[entity.body_start : entity.end]
-    if section.text == MIME:
-        return raw[entity.start : entity.body_start]
-    # HEADER / TEXT / HEADER.FIELDS on a part: only a message/rfc822 part has them
-    # (RFC 3501 6.4.5); a top-level single-part message's part 1 is the message itself.
-    if entity.message is not None:
-        return _message_text(raw, entity.message, section)
-    return b""
+    inner = entity.message
+    return _part_text(
+        raw,
+        (entity.start, entity.body_start, entity.end),
+        None if inner is None else (inner.start, inner.body_start, inner.end),
+        section,
+    )
+
+
+def _node_span(node: dict[str, Any]) -> tuple[int, int, int]:
+    return node["offset"], node["body_offset"], node["body_offset"] + node["size"]
+
+
+def _resolve_node(body: dict[str, Any], path: tuple[int, ...]) -> dict[str, Any] | None:
+    """``scan.resolve`` over a summary's body tree (same numbering rules)."""
+    container = body
+    candidates = body["parts"] if "parts" in body else [body]
+    node: dict[str, Any] | None = None
+    for number in path:
+        if number < 1 or number > len(candidates):
+            return None
+        node = candidates[number - 1]
+        message = node.get("message")
+        if "parts" in node:
+            candidates = node["parts"]
+        elif message is not None and not message.get("opaque"):
+            container = message["body"]
+            candidates = container["parts"] if "parts" in container else [container]
+        elif node is container:
+            candidates = []
+        else:
+            candidates = [node]
+    return node
+
+
+def extract_with_summary(raw: bytes, summary: dict[str, Any], section: Section) -> bytes:
+    """Extract a part section using the offsets of a cached summary (no scan of the body)."""
+    node = _resolve_node(summary["body"], section.part)
+    if node is None:
+        return b""
+    message = node.get("message")
+    inner = None
+    if message is not None and not message.get("opaque"):
+        inner = _node_span(message["body"])
+    return _part_text(raw, _node_span(node), inner, section)
 
 
 def extract(raw: bytes, section: Section | str, summary: dict[str, Any] | None = None) -> bytes:
     """The bytes of ``section`` of the message ``raw`` (without any partial range).
 
-    ``section`` is a ``Section`` or its text form. ``summary`` is accepted for callers that
-    have one; the scan it would save is cheap. Missing parts give ``b""``; a malformed text
-    form raises ValueError (parse first with ``parse_section`` to reject it earlier).
+    ``section`` is a ``Section`` or its text form. Sections of the top-level message (``""``,
+    HEADER, TEXT, HEADER.FIELDS) read only the header; part sections scan the MIME structure,
+    unless ``summary`` (the cached ``summarize(raw)`` of these same bytes) is given, whose
+    offsets are used instead. Missing parts give ``b""``; a malformed text form raises
+    ValueError (parse first with ``parse_section`` to reject it earlier).
     """
     if isinstance(section, str):
         section = parse_section(section)
     raw = bytes(raw)
-    if section.part == () and section.text is None:
-        return raw
+    if not section.part:
+        if section.text is None:
+            return raw
+        if section.text in (HEADER_FIELDS, HEADER_FIELDS_NOT):
+            _, body_start = split_header(raw, 0, len(raw))
+        else:
+            body_start = header_end(raw, 0, len(raw))[1]
+        return _message_text(raw, 0, body_start, len(raw), section)
     try:
+        if summary is not None and summary.get("size") == len(raw) and "body" in summary:
+            return extract_with_summary(raw, summary, section)
         return extract_from(raw, parse_message(raw), section)
-    except RecursionError:
+    except (RecursionError, KeyError, TypeError, IndexError):
         return b""
 
 

@@ -152,6 +152,7 @@ def body_node(raw: bytes, entity: Entity) -> dict[str, Any]:
                 "envelope": empty_envelope(),
                 "body": _empty_text_node(entity.body_start),
                 "header_size": 0,
+                "opaque": True,
             }
         node["lines"] = _lines(raw, entity.body_start, entity.end)
     elif maintype == "text":
