@@ -46,12 +46,17 @@ def _redact(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: (REDACTED if _SECRET.search(k) else v) for k, v in fields.items()}
 
 
+def format_body(event: str, fields: dict[str, Any]) -> str:
+    """``event key=value ...`` with secrets redacted and values quoted where needed."""
+    parts = [_value(event)]
+    parts.extend(f"{k}={_value(v)}" for k, v in _redact(fields).items())
+    return " ".join(parts)
+
+
 def format_line(event: str, fields: dict[str, Any], when: float) -> str:
     """One log line (without newline) for ``event`` with ``fields`` at time ``when``."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
-    parts = [stamp, _value(event)]
-    parts.extend(f"{k}={_value(v)}" for k, v in _redact(fields).items())
-    return " ".join(parts)
+    return f"{stamp} {format_body(event, fields)}"
 
 
 class MailLog:
@@ -69,9 +74,12 @@ class MailLog:
 
     def log(self, event: str, /, **fields: Any) -> None:
         """Write one line ``<time> event key=value ...`` (secrets redacted)."""
-        line = format_line(event, fields, self._now())
-        self._tracer.info("{mail_line}", mail_line=line, mail_event=event,
-                      mail_fields=_redact(fields))
+        body = format_body(event, fields)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._now()))
+        line = f"{stamp} {body}"
+        # twistd's log has its own time stamp: the structured event carries the body only.
+        self._tracer.info("{mail_line}", mail_line=body, mail_event=event,
+                          mail_fields=_redact(fields))
         if self.path is None:
             return
         try:

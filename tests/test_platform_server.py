@@ -5,6 +5,7 @@ import os
 import poplib
 import shutil
 import signal
+import smtplib
 import socket
 import ssl
 import subprocess
@@ -116,11 +117,18 @@ def test_password_not_in_data_dir_or_logs(mail_server):
                              timeout=30)
     imap.login("erin@example.test", secret)
     imap.logout()
+    imap2 = imaplib.IMAP4_SSL("127.0.0.1", mail_server.ports["imaps"], ssl_context=ctx,
+                              timeout=30)
     with pytest.raises(imaplib.IMAP4.error):
-        imap2 = imaplib.IMAP4_SSL("127.0.0.1", mail_server.ports["imaps"], ssl_context=ctx,
-                                  timeout=30)
         imap2.login("erin@example.test", secret + "-wrong")
+    imap2.shutdown()
+    smtp = smtplib.SMTP_SSL("127.0.0.1", mail_server.ports["submissions"], context=ctx,
+                            timeout=30)
+    assert smtp.login("erin@example.test", secret)[0] == 235
+    smtp.quit()
     mail_server.stop()
+    mail_log = (mail_server.data_dir / ".mailsuite" / "mail.log").read_text()
+    assert "auth" in mail_log and secret not in mail_log
     assert secret not in mail_server.log_text()
     for root, _dirs, files in os.walk(mail_server.data_dir):
         for name in files:
