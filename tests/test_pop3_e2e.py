@@ -263,6 +263,86 @@ class PoplibTests(E2ETestCase):
         return d
 
 
+def read_until(f: Any, end: bytes, limit: int = 50_000_000) -> bytes:
+    """Read from a socket file until the data ends with ``end`` (bounded)."""
+    data = b""
+    while not data.endswith(end) and len(data) < limit:
+        chunk = f.read1(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+class RawSocketTests(E2ETestCase):
+    def test_pipelined_retrs_of_small_and_streamed_messages_stay_in_order(
+        self,
+    ) -> defer.Deferred[Any]:
+        big = b"Subject: big\r\n\r\n" + b"".join(b".line %d\r\n" % i for i in range(40000))
+
+        async def go() -> None:
+            await self.server.deliver(MSG)
+            await self.server.deliver(big)
+            await self.server.deliver(MSG)
+
+            def session() -> bytes:
+                ctx = self.server.client_context()
+                sock = socket.create_connection(("127.0.0.1", self.server.tls_port_number), 30)
+                with ctx.wrap_socket(sock, server_hostname="localhost") as s:
+                    f = s.makefile("rb")
+                    f.readline()
+                    s.sendall(
+                        f"USER {ALICE}\r\nPASS {PASSWORD}\r\n"
+                        "RETR 1\r\nRETR 2\r\nRETR 3\r\nQUIT\r\n".encode()
+                    )
+                    return read_until(f, b"deleted.\r\n")
+
+            out = await in_thread(session)
+            stuffed_msg = MSG.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+            stuffed_big = big.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+            expected = (
+                b"+OK Send your password.\r\n+OK Logged in.\r\n"
+                + b"+OK %d octets.\r\n" % len(MSG)
+                + stuffed_msg
+                + b"+OK %d octets.\r\n" % len(big)
+                + stuffed_big
+                + b"+OK %d octets.\r\n" % len(MSG)
+                + stuffed_msg
+                + b"+OK Logging out, 0 messages deleted.\r\n"
+            )
+            self.assertEqual(out, expected)
+
+        return self.run_async(go())
+
+    def test_commands_pipelined_after_stls_are_discarded(self) -> defer.Deferred[Any]:
+        def session() -> tuple[bytes, bytes]:
+            sock = socket.create_connection(("127.0.0.1", self.server.port), 30)
+            f = sock.makefile("rb")
+            f.readline()
+            sock.sendall(b"STLS\r\nCAPA\r\n")  # CAPA is injected before the handshake
+            reply = f.readline()
+            ctx = self.server.client_context()
+            with ctx.wrap_socket(sock, server_hostname="localhost") as s:
+                tf = s.makefile("rb")
+                s.sendall(b"NOOP\r\n")
+                first = tf.readline()  # NOOP's reply, not a CAPA listing
+                s.sendall(b"QUIT\r\n")
+                tf.readline()
+                return reply, first
+
+        d = in_thread(session)
+        d.addCallback(
+            lambda r: self.assertEqual(
+                r,
+                (
+                    b"+OK Begin TLS negotiation now.\r\n",
+                    b"-ERR Command not valid in this state.\r\n",
+                ),
+            )
+        )
+        return d
+
+
 class MixedWithImapTests(E2ETestCase):
     """POP3 and IMAP on one mailbox. The IMAP side acts through the store interface (what the
     IMAP server does for STORE and for reading a message)."""
