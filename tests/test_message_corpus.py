@@ -31,8 +31,13 @@ class Built:
         return self.raw[len(self.header) :]
 
 
-def _multipart(boundary: str, parts: list[bytes], eol: bytes = b"\r\n",
-               preamble: bytes = b"", epilogue: bytes = b"") -> bytes:
+def _multipart(
+    boundary: str,
+    parts: list[bytes],
+    eol: bytes = b"\r\n",
+    preamble: bytes = b"",
+    epilogue: bytes = b"",
+) -> bytes:
     """A multipart body: each part is its MIME header + empty line + body, as given."""
     out = preamble
     for part in parts:
@@ -64,13 +69,15 @@ def plain() -> Built:
 # --- multipart/alternative ------------------------------------------------------------------
 
 ALT_TEXT = crlf("Caf=C3=A9 au lait =\nfor everyone.\nSecond line.\n")
-ALT_HTML = crlf("<html><body><p>Caf&eacute; au lait for everyone.</p>\n<p>Second line.</p></body></html>\n")
+ALT_HTML = crlf(
+    "<html><body><p>Caf&eacute; au lait for everyone.</p>\n<p>Second line.</p></body></html>\n"
+)
 
 
 def alternative() -> Built:
     """Text and HTML alternatives, quoted-printable UTF-8 text."""
     header = crlf(
-        "From: \"Doe, Jane\" <jane@example.com>\n"
+        'From: "Doe, Jane" <jane@example.com>\n'
         "To: bob@example.net, Carol <carol@example.net>\n"
         "Cc: dave@example.net\n"
         "Subject: Lunch\n"
@@ -78,11 +85,13 @@ def alternative() -> Built:
         "Message-ID: <alt-1@example.com>\n"
         "In-Reply-To: <orig@example.net>\n"
         "MIME-Version: 1.0\n"
-        "Content-Type: multipart/alternative;\n boundary=\"=-alt-boundary-1\"\n"
+        'Content-Type: multipart/alternative;\n boundary="=-alt-boundary-1"\n'
         "\n"
     )
-    text_mime = crlf("Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n")
-    html_mime = crlf("Content-Type: text/html; charset=\"us-ascii\"\n\n")
+    text_mime = crlf(
+        "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n"
+    )
+    html_mime = crlf('Content-Type: text/html; charset="us-ascii"\n\n')
     body = _multipart("=-alt-boundary-1", [text_mime + ALT_TEXT, html_mime + ALT_HTML])
     return Built(header + body, header, {
         "1": ALT_TEXT, "1.MIME": text_mime, "2": ALT_HTML, "2.MIME": html_mime,
@@ -103,16 +112,16 @@ def mixed() -> Built:
         "Subject: report\n"
         "Date: Wed, 02 Mar 2022 08:09:10 -0500\n"
         "MIME-Version: 1.0\n"
-        "Content-Type: multipart/mixed; boundary=\"MIX\"\n"
+        'Content-Type: multipart/mixed; boundary="MIX"\n'
         "Content-Language: en\n"
         "\n"
     )
     text = crlf("See attached.\n")
     text_mime = crlf("Content-Type: text/plain; charset=us-ascii; format=flowed\n\n")
     pdf_mime = crlf(
-        "Content-Type: application/pdf; name=\"report.pdf\"\n"
+        'Content-Type: application/pdf; name="report.pdf"\n'
         "Content-Transfer-Encoding: base64\n"
-        "Content-Disposition: attachment; filename=\"report.pdf\"; size=777\n"
+        'Content-Disposition: attachment; filename="report.pdf"; size=777\n'
         "Content-ID: <part2@example.org>\n"
         "Content-Description: The report\n"
         "Content-MD5: Q2hlY2sgSW50ZWdyaXR5IQ==\n"
@@ -121,9 +130,14 @@ def mixed() -> Built:
         "\n"
     )
     notes = crlf("line one\nline two\nline three")  # no final line break
-    notes_mime = crlf("Content-Type: text/plain\nContent-Disposition: inline; filename=notes.txt\n\n")
-    body = _multipart("MIX", [text_mime + text, pdf_mime + PDF_B64, notes_mime + notes],
-                      preamble=crlf("This is a multi-part message in MIME format.\n"))
+    notes_mime = crlf(
+        "Content-Type: text/plain\nContent-Disposition: inline; filename=notes.txt\n\n"
+    )
+    body = _multipart(
+        "MIX",
+        [text_mime + text, pdf_mime + PDF_B64, notes_mime + notes],
+        preamble=crlf("This is a multi-part message in MIME format.\n"),
+    )
     return Built(header + body, header, {
         "1": text, "2": PDF_B64, "2.MIME": pdf_mime, "3": notes, "3.MIME": notes_mime,
     })  # fmt: skip
@@ -139,18 +153,22 @@ def nested() -> Built:
         "Content-Type: multipart/mixed; boundary=outer\n\n"
     )
     plain_body = crlf("plain text\n")
-    html_body = crlf("<p>html <img src=\"cid:img1\"></p>\n")
+    html_body = crlf('<p>html <img src="cid:img1"></p>\n')
     gif = base64.encodebytes(b"GIF89a" + b"\x00" * 40).replace(b"\n", b"\r\n")
-    related_mime = crlf("Content-Type: multipart/related; boundary=rel; type=\"text/html\"\n\n")
+    related_mime = crlf('Content-Type: multipart/related; boundary=rel; type="text/html"\n\n')
     related = _multipart("rel", [
         crlf("Content-Type: text/html; charset=utf-8\n\n") + html_body,
         crlf("Content-Type: image/gif\nContent-Transfer-Encoding: base64\nContent-ID: <img1>\n\n") + gif,
     ])  # fmt: skip
-    alt_mime = crlf("Content-Type: multipart/alternative; boundary=\"alt\"\n\n")
-    alt = _multipart("alt", [crlf("Content-Type: text/plain\n\n") + plain_body, related_mime + related])
+    alt_mime = crlf('Content-Type: multipart/alternative; boundary="alt"\n\n')
+    alt = _multipart(
+        "alt", [crlf("Content-Type: text/plain\n\n") + plain_body, related_mime + related]
+    )
     zip_body = base64.encodebytes(b"PK\x03\x04" + b"z" * 30).replace(b"\n", b"\r\n")
-    zip_mime = crlf("Content-Type: application/zip\nContent-Transfer-Encoding: base64\n"
-                    "Content-Disposition: attachment; filename=\"a.zip\"\n\n")
+    zip_mime = crlf(
+        "Content-Type: application/zip\nContent-Transfer-Encoding: base64\n"
+        'Content-Disposition: attachment; filename="a.zip"\n\n'
+    )
     body = _multipart("outer", [alt_mime + alt, zip_mime + zip_body])
     return Built(header + body, header, {
         "1": alt, "1.MIME": alt_mime, "1.1": plain_body, "1.2": related, "1.2.1": html_body,
@@ -170,7 +188,7 @@ def forwarded() -> Built:
         "Date: Thu, 3 Mar 2022 12:00:00 +0000\n"
         "Message-ID: <inner@example.net>\n"
         "MIME-Version: 1.0\n"
-        "Content-Type: multipart/alternative; boundary=\"inner-b\"\n"
+        'Content-Type: multipart/alternative; boundary="inner-b"\n'
         "\n"
     )
     inner_text = crlf("inner text\n")
@@ -182,7 +200,7 @@ def forwarded() -> Built:
     inner = inner_header + inner_body
     header = crlf(
         "From: fwd@example.com\nTo: you@example.com\nSubject: Fwd: the original\n"
-        "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"fwd-b\"\n\n"
+        'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="fwd-b"\n\n'
     )
     note = crlf("See below.\n")
     rfc_mime = crlf("Content-Type: message/rfc822\nContent-Disposition: attachment\n\n")
@@ -215,7 +233,7 @@ def groups() -> Built:
     header = crlf(
         "From: boss@example.com\n"
         "To: undisclosed-recipients:;\n"
-        "Cc: Team: alice@example.com, \"Bob B.\" <bob@example.com>;, carol@example.com\n"
+        'Cc: Team: alice@example.com, "Bob B." <bob@example.com>;, carol@example.com\n'
         "Subject: groups\n\n"
     )
     return Built(header + b"hi\r\n", header)
@@ -235,8 +253,11 @@ def bare_lf() -> Built:
     )
     one = b"first part\nsecond line\n"
     two = b"other part\n"
-    body = _multipart("lfb", [b"Content-Type: text/plain\n\n" + one,
-                              b"Content-Type: text/x-other\n\n" + two], eol=b"\n")
+    body = _multipart(
+        "lfb",
+        [b"Content-Type: text/plain\n\n" + one, b"Content-Type: text/x-other\n\n" + two],
+        eol=b"\n",
+    )
     return Built(header + body, header, {"1": one, "2": two})
 
 
@@ -245,7 +266,7 @@ def eight_bit_headers() -> Built:
     header = (
         "From: Jörg <jörg@bücher.example>\r\nSubject: Grüße aus Köln\r\n"
         "To: plain@example.com\r\n\r\n"
-    ).encode("utf-8") + b"X-Latin: caf\xe9\r\n\r\n"
+    ).encode() + b"X-Latin: caf\xe9\r\n\r\n"
     header = header.replace(b"\r\n\r\nX-Latin", b"\r\nX-Latin")
     return Built(header + b"ok\r\n", header)
 
@@ -259,17 +280,23 @@ def nul_bytes() -> Built:
 
 def truncated_multipart() -> Built:
     """A multipart cut off in the middle of its second part (no close delimiter)."""
-    header = crlf("From: t@example.org\nSubject: cut\nContent-Type: multipart/mixed; boundary=cut\n\n")
+    header = crlf(
+        "From: t@example.org\nSubject: cut\nContent-Type: multipart/mixed; boundary=cut\n\n"
+    )
     first = crlf("complete part\n")
     second = crlf("incomplete par")
-    body = (b"--cut\r\nContent-Type: text/plain\r\n\r\n" + first + b"\r\n--cut\r\n"
-            b"Content-Type: text/plain\r\n\r\n" + second)
+    body = (
+        b"--cut\r\nContent-Type: text/plain\r\n\r\n" + first + b"\r\n--cut\r\n"
+        b"Content-Type: text/plain\r\n\r\n" + second
+    )
     return Built(header + body, header, {"1": first, "2": second})
 
 
 def digest() -> Built:
     """multipart/digest: parts default to message/rfc822."""
-    header = crlf("From: list@example.org\nSubject: digest\nContent-Type: multipart/digest; boundary=d\n\n")
+    header = crlf(
+        "From: list@example.org\nSubject: digest\nContent-Type: multipart/digest; boundary=d\n\n"
+    )
     m1 = crlf("From: one@example.org\nSubject: first\n\nbody one\n")
     m2 = crlf("From: two@example.org\nSubject: second\n\nbody two\n")
     body = _multipart("d", [b"\r\n" + m1, b"\r\n" + m2])
@@ -281,8 +308,17 @@ def deep_nesting(depth: int) -> bytes:
     inner = b"Content-Type: text/plain\r\n\r\nbottom"
     for level in range(depth):
         boundary = b"b%d" % level
-        inner = (b"Content-Type: multipart/mixed; boundary=" + boundary + b"\r\n\r\n--" + boundary
-                 + b"\r\n" + inner + b"\r\n--" + boundary + b"--")
+        inner = (
+            b"Content-Type: multipart/mixed; boundary="
+            + boundary
+            + b"\r\n\r\n--"
+            + boundary
+            + b"\r\n"
+            + inner
+            + b"\r\n--"
+            + boundary
+            + b"--"
+        )
     return b"Subject: deep\r\n" + inner
 
 

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from mailsuite.imap import render
 from mailsuite.message import summarize
-from mailsuite.message.summary import summarize_strict
 from mailsuite.message.search_text import body_text, header_matches, text_matches
 from mailsuite.message.sections import Section, extract
+from mailsuite.message.summary import summarize_strict
 
 # MESSAGE_FUZZ_EXAMPLES=20000 for a long run by hand (done before each commit of the parser).
 EXAMPLES = int(os.environ.get("MESSAGE_FUZZ_EXAMPLES", "300"))
@@ -21,15 +21,49 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[Hea
 
 # Fragments that steer random messages into the interesting paths of the parser.
 _FRAGMENTS = [
-    b"\r\n", b"\n", b"\r", b"\r\n\r\n", b"\n\n", b" ", b"\t", b":", b";", b"=", b'"', b"\\",
-    b"(", b")", b"<", b">", b"@", b",", b"\x00", b"\xff", b"\xc3\xa9",
-    b"Content-Type: multipart/mixed; boundary=b", b"Content-Type: multipart/digest; boundary=b",
-    b"Content-Type: message/rfc822", b"Content-Type: text/plain; charset=utf-8",
-    b"Content-Type: multipart/alternative; boundary=\"b\"", b"Content-Transfer-Encoding: base64",
-    b"Content-Transfer-Encoding: quoted-printable", b"Content-Disposition: attachment; filename*0*=x",
-    b"--b", b"--b--", b"--bb", b"From: ", b"To: a:b@c,d;", b"Subject: =?utf-8?B?w6k=?=",
-    b"=?iso-8859-1?q?caf=E9?=", b"Date: Mon, 7 Feb 1994 21:52:25 -0800", b"x@y", b"name",
-    b"Content-Language: en", b"Content-ID: <a@b>", b"abc", b"=C3=A9=\r\n",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b"\r\n\r\n",
+    b"\n\n",
+    b" ",
+    b"\t",
+    b":",
+    b";",
+    b"=",
+    b'"',
+    b"\\",
+    b"(",
+    b")",
+    b"<",
+    b">",
+    b"@",
+    b",",
+    b"\x00",
+    b"\xff",
+    b"\xc3\xa9",
+    b"Content-Type: multipart/mixed; boundary=b",
+    b"Content-Type: multipart/digest; boundary=b",
+    b"Content-Type: message/rfc822",
+    b"Content-Type: text/plain; charset=utf-8",
+    b'Content-Type: multipart/alternative; boundary="b"',
+    b"Content-Transfer-Encoding: base64",
+    b"Content-Transfer-Encoding: quoted-printable",
+    b"Content-Disposition: attachment; filename*0*=x",
+    b"--b",
+    b"--b--",
+    b"--bb",
+    b"From: ",
+    b"To: a:b@c,d;",
+    b"Subject: =?utf-8?B?w6k=?=",
+    b"=?iso-8859-1?q?caf=E9?=",
+    b"Date: Mon, 7 Feb 1994 21:52:25 -0800",
+    b"x@y",
+    b"name",
+    b"Content-Language: en",
+    b"Content-ID: <a@b>",
+    b"abc",
+    b"=C3=A9=\r\n",
 ]
 
 messages = st.one_of(
@@ -138,13 +172,17 @@ def _tree(draw: st.DrawFn, depth: int = 0, eol: bytes = b"\r\n") -> tuple[bytes,
         for child, _ in children:
             body += b"--" + boundary + eol + child + eol
         body += b"--" + boundary + b"--" + eol
-        header = b"Content-Type: multipart/mixed; boundary=\"" + boundary + b"\"" + eol + eol
+        header = b'Content-Type: multipart/mixed; boundary="' + boundary + b'"' + eol + eol
         return header + body, {"type": "multipart", "body": body, "parts": [e for _, e in children]}
     inner, inner_expected = draw(_tree(depth + 1, eol))
     inner = b"Subject: inner" + eol + inner  # the inner entity's header gains a Subject
     header = b"Content-Type: message/rfc822" + eol + eol
-    return header + inner, {"type": "message", "body": inner, "lines": inner.count(b"\n"),
-                            "inner": inner_expected}
+    return header + inner, {
+        "type": "message",
+        "body": inner,
+        "lines": inner.count(b"\n"),
+        "inner": inner_expected,
+    }
 
 
 @st.composite
@@ -192,6 +230,8 @@ def test_generated_trees_have_exact_sizes_lines_and_sections(built: tuple[bytes,
 
 @FUZZ
 @given(_built(), _any_section())
-def test_extract_from_summary_on_generated_trees(built: tuple[bytes, dict], section: Section) -> None:
+def test_extract_from_summary_on_generated_trees(
+    built: tuple[bytes, dict], section: Section
+) -> None:
     raw = built[0]
     assert extract(raw, section, summarize_strict(raw)) == extract(raw, section)

@@ -90,7 +90,9 @@ def test_envelope_without_from_keeps_sender() -> None:
 
 def test_8bit_envelope_strings_are_literals_of_the_original_octets() -> None:
     env = render.envelope(summarize(corpus.eight_bit_headers().raw))
-    assert env.startswith(b"(NIL {17}\r\nGr\xc3\xbc\xc3\x9fe aus K\xc3\xb6ln (({5}\r\nJ\xc3\xb6rg NIL ")
+    assert env.startswith(
+        b"(NIL {17}\r\nGr\xc3\xbc\xc3\x9fe aus K\xc3\xb6ln (({5}\r\nJ\xc3\xb6rg NIL "
+    )
 
 
 def test_envelope_of_empty_message_is_all_nil() -> None:
@@ -176,8 +178,10 @@ def test_multipart_without_boundary_body() -> None:
 
 
 def test_base64_message_rfc822_renders_nil_envelope() -> None:
-    raw = (b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-           b"U3ViamVjdDogeQ0KDQpib2R5DQo=\r\n")
+    raw = (
+        b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        b"U3ViamVjdDogeQ0KDQpib2R5DQo=\r\n"
+    )
     assert render.bodystructure(summarize(raw), extensible=False) == (
         b'("MESSAGE" "RFC822" NIL NIL NIL "BASE64" 30 (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) '
         b'("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 0 0) 1)'

@@ -101,8 +101,10 @@ def test_quoted_printable_utf8_body() -> None:
 
 
 def test_base64_text_body() -> None:
-    raw = (b"Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-           + base64.encodebytes("Grüße von der Ostsee".encode("latin-1")))
+    raw = (
+        b"Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes("Grüße von der Ostsee".encode("latin-1"))
+    )
     assert body_matches(raw, "GRÜSSE VON")
 
 
@@ -139,7 +141,9 @@ def test_parse_imap_date() -> None:
     assert parse_imap_date('"07-jul-2020"') == datetime.date(2020, 7, 7)
 
 
-@pytest.mark.parametrize("bad", ["", "1-Foo-1994", "31-Feb-2020", "1994-02-01", "1-Feb-94", "1-Feb-1994x"])
+@pytest.mark.parametrize(
+    "bad", ["", "1-Foo-1994", "31-Feb-2020", "1994-02-01", "1-Feb-94", "1-Feb-1994x"]
+)
 def test_parse_imap_date_rejects(bad: str) -> None:
     with pytest.raises(ValueError):
         parse_imap_date(bad)

@@ -31,11 +31,15 @@ def test_parse_empty_is_whole_message() -> None:
 
 
 def test_parse_part_with_header_fields() -> None:
-    assert parse_section("1.2.HEADER.FIELDS (From To)") == Section((1, 2), HEADER_FIELDS, ("From", "To"))
+    assert parse_section("1.2.HEADER.FIELDS (From To)") == Section(
+        (1, 2), HEADER_FIELDS, ("From", "To")
+    )
 
 
 def test_parse_header_fields_not_case_insensitive_keyword() -> None:
-    assert parse_section("header.fields.not (X-A \"X-B\")") == Section((), HEADER_FIELDS_NOT, ("X-A", "X-B"))
+    assert parse_section('header.fields.not (X-A "X-B")') == Section(
+        (), HEADER_FIELDS_NOT, ("X-A", "X-B")
+    )
 
 
 def test_parse_mime_and_text() -> None:
@@ -46,8 +50,23 @@ def test_parse_mime_and_text() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["0", "1.0", "01", "1.", ".1", "MIME", "FOO", "1.FOO", "HEADER.FIELDS", "HEADER.FIELDS ()",
-     "HEADER.FIELDS (a b", "TEXT (x)", "1..2", "HEADER.FIELDS (a:b)", "1.MIME.TEXT"],
+    [
+        "0",
+        "1.0",
+        "01",
+        "1.",
+        ".1",
+        "MIME",
+        "FOO",
+        "1.FOO",
+        "HEADER.FIELDS",
+        "HEADER.FIELDS ()",
+        "HEADER.FIELDS (a b",
+        "TEXT (x)",
+        "1..2",
+        "HEADER.FIELDS (a:b)",
+        "1.MIME.TEXT",
+    ],
 )
 def test_parse_rejects_nonsense(bad: str) -> None:
     with pytest.raises(ValueError):
@@ -118,8 +137,10 @@ def test_non_multipart_has_no_part_two() -> None:
     assert extract(corpus.plain().raw, "2") == b""
 
 
-@pytest.mark.parametrize("name", ["alternative", "mixed", "nested", "forwarded", "bare_lf",
-                                  "truncated_multipart", "digest"])
+@pytest.mark.parametrize(
+    "name",
+    ["alternative", "mixed", "nested", "forwarded", "bare_lf", "truncated_multipart", "digest"],
+)
 def test_every_known_piece(name: str) -> None:
     built = corpus.ALL[name]()
     for spec, piece in built.pieces.items():
@@ -199,8 +220,17 @@ def test_summary_offsets_give_the_same_sections(name: str) -> None:
 
     built = corpus.ALL[name]()
     summary = summarize(built.raw)
-    specs = list(built.pieces) + ["1", "1.MIME", "2.HEADER", "2.TEXT", "1.1", "2.1.MIME",
-                                  "2.HEADER.FIELDS (Subject)", "3", "1.2.2"]
+    specs = list(built.pieces) + [
+        "1",
+        "1.MIME",
+        "2.HEADER",
+        "2.TEXT",
+        "1.1",
+        "2.1.MIME",
+        "2.HEADER.FIELDS (Subject)",
+        "3",
+        "1.2.2",
+    ]
     for spec in specs:
         if spec in ("body",):
             continue

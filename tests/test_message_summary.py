@@ -79,7 +79,10 @@ def test_sender_and_reply_to_default_to_from() -> None:
 def test_quoted_display_name_with_comma_is_unquoted() -> None:
     env = summarize(corpus.alternative().raw)["envelope"]
     assert env["from"] == [["Doe, Jane", None, "jane", "example.com"]]
-    assert env["to"] == [[None, None, "bob", "example.net"], ["Carol", None, "carol", "example.net"]]
+    assert env["to"] == [
+        [None, None, "bob", "example.net"],
+        ["Carol", None, "carol", "example.net"],
+    ]
     assert env["in_reply_to"] == "<orig@example.net>"
 
 
@@ -126,7 +129,7 @@ def test_address_without_domain_gets_placeholder_not_nil() -> None:
 
 
 def test_source_route_goes_to_adl() -> None:
-    env = summarize(b"To: \"Q\" <@r1,@r2:u@h>\r\n\r\n")["envelope"]
+    env = summarize(b'To: "Q" <@r1,@r2:u@h>\r\n\r\n')["envelope"]
     assert env["to"] == [["Q", "@r1,@r2", "u", "h"]]
 
 
@@ -141,7 +144,9 @@ def test_folded_subject_is_unfolded_with_one_space() -> None:
 
 
 def test_repeated_fields_last_subject_and_all_addresses() -> None:
-    env = summarize(b"Subject: first\r\nSubject: second\r\nFrom: a@b\r\nFrom: c@d\r\n\r\n")["envelope"]
+    env = summarize(b"Subject: first\r\nSubject: second\r\nFrom: a@b\r\nFrom: c@d\r\n\r\n")[
+        "envelope"
+    ]
     assert env["subject"] == "second"
     assert env["from"] == [[None, None, "a", "b"], [None, None, "c", "d"]]
 
@@ -153,8 +158,8 @@ def test_present_but_empty_subject_is_empty_string() -> None:
 def test_8bit_header_octets_survive_as_latin1() -> None:
     built = corpus.eight_bit_headers()
     env = summarize(built.raw)["envelope"]
-    assert env["subject"].encode("latin-1") == "Grüße aus Köln".encode("utf-8")
-    assert env["from"][0][3].encode("latin-1") == "bücher.example".encode("utf-8")
+    assert env["subject"].encode("latin-1") == "Grüße aus Köln".encode()
+    assert env["from"][0][3].encode("latin-1") == "bücher.example".encode()
 
 
 def test_nul_in_header_is_kept() -> None:
@@ -204,7 +209,8 @@ def test_attachment_extension_fields() -> None:
     assert pdf["description"] == "The report"
     assert pdf["md5"] == "Q2hlY2sgSW50ZWdyaXR5IQ=="
     assert pdf["disposition"] == {
-        "type": "attachment", "params": [["filename", "report.pdf"], ["size", "777"]]
+        "type": "attachment",
+        "params": [["filename", "report.pdf"], ["size", "777"]],
     }
     assert pdf["language"] == ["en", "de"]
     assert pdf["location"] == "http://example.org/report.pdf"
@@ -253,7 +259,8 @@ def test_message_rfc822_has_envelope_structure_and_lines() -> None:
     assert inner["header_size"] == len(built.pieces["2.HEADER"])
     assert inner["body"]["subtype"] == "alternative"
     assert [p["size"] for p in inner["body"]["parts"]] == [
-        len(built.pieces["2.1"]), len(built.pieces["2.2"])
+        len(built.pieces["2.1"]),
+        len(built.pieces["2.2"]),
     ]
 
 
@@ -289,38 +296,50 @@ def test_multipart_without_boundary_has_one_empty_part() -> None:
 
 def test_invalid_content_type_falls_back_to_text_plain() -> None:
     body = summarize(b"Content-Type: text\r\n\r\nhello\r\n")["body"]
-    assert (body["type"], body["subtype"], body["params"]) == ("text", "plain", [["charset", "us-ascii"]])
+    assert (body["type"], body["subtype"], body["params"]) == (
+        "text",
+        "plain",
+        [["charset", "us-ascii"]],
+    )
 
 
 def test_rfc2231_continuations_are_joined() -> None:
-    raw = (b"Content-Type: application/octet-stream;\r\n name*0=\"long\"; name*1=\"name.txt\"\r\n"
-           b"Content-Disposition: attachment; filename*=utf-8''%E2%82%AC%20rates.txt\r\n\r\nxx")
+    raw = (
+        b'Content-Type: application/octet-stream;\r\n name*0="long"; name*1="name.txt"\r\n'
+        b"Content-Disposition: attachment; filename*=utf-8''%E2%82%AC%20rates.txt\r\n\r\nxx"
+    )
     body = summarize(raw)["body"]
     assert body["params"] == [["name", "longname.txt"]]
     assert body["disposition"]["params"] == [["filename*", "utf-8''%E2%82%AC%20rates.txt"]]
 
 
 def test_boundary_that_extends_the_outer_one_is_not_confused() -> None:
-    raw = (b"Content-Type: multipart/mixed; boundary=abc\r\n\r\n--abc\r\n"
-           b"Content-Type: multipart/mixed; boundary=abcdef\r\n\r\n--abcdef\r\n\r\ninner1\r\n"
-           b"--abcdef--\r\n--abc\r\n\r\nouter2\r\n--abc--\r\n")
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=abc\r\n\r\n--abc\r\n"
+        b"Content-Type: multipart/mixed; boundary=abcdef\r\n\r\n--abcdef\r\n\r\ninner1\r\n"
+        b"--abcdef--\r\n--abc\r\n\r\nouter2\r\n--abc--\r\n"
+    )
     body = summarize(raw)["body"]
     assert [p["type"] for p in body["parts"]] == ["multipart", "text"]
     assert body["parts"][0]["parts"][0]["size"] == len(b"inner1")
 
 
 def test_unclosed_inner_multipart_ends_at_outer_boundary() -> None:
-    raw = (b"Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n"
-           b"Content-Type: multipart/mixed; boundary=i\r\n\r\n--i\r\n\r\ninner1\r\n"
-           b"--o\r\n\r\nouter2\r\n--o--\r\n")
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n"
+        b"Content-Type: multipart/mixed; boundary=i\r\n\r\n--i\r\n\r\ninner1\r\n"
+        b"--o\r\n\r\nouter2\r\n--o--\r\n"
+    )
     body = summarize(raw)["body"]
     assert body["parts"][0]["parts"][0]["size"] == len(b"inner1")
     assert body["parts"][1]["size"] == len(b"outer2")
 
 
 def test_base64_message_rfc822_is_not_parsed() -> None:
-    raw = (b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-           b"U3ViamVjdDogeQ0KDQpib2R5DQo=\r\n")
+    raw = (
+        b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        b"U3ViamVjdDogeQ0KDQpib2R5DQo=\r\n"
+    )
     body = summarize(raw)["body"]
     assert body["message"]["envelope"]["subject"] is None
     assert body["message"]["body"]["size"] == 0
@@ -369,8 +388,10 @@ def test_many_parts_are_bounded() -> None:
 
 
 def test_message_global_is_a_leaf() -> None:
-    raw = (b"Content-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\nContent-Type: message/global\r\n"
-           b"\r\nSubject: inner\r\n\r\nbody\r\n--z--\r\n")
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\nContent-Type: message/global\r\n"
+        b"\r\nSubject: inner\r\n\r\nbody\r\n--z--\r\n"
+    )
     part = summarize(raw)["body"]["parts"][0]
     assert (part["type"], part["subtype"], part["lines"]) == ("message", "global", None)
     assert "message" not in part

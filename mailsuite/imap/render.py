@@ -13,7 +13,8 @@ Owned by the message engineer; the IMAP engineer calls it.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 NIL = b"NIL"
 QUOTED_MAX = 1024  # longer strings go as literals

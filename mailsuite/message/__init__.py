@@ -85,4 +85,4 @@ Text encoding for rendering: the IMAP layer turns raw strings back into octets w
 from mailsuite.message.scan import MAX_DEPTH, MAX_PARTS
 from mailsuite.message.summary import SUMMARY_VERSION, summarize
 
-__all__ = ["summarize", "SUMMARY_VERSION", "MAX_DEPTH", "MAX_PARTS"]
+__all__ = ["MAX_DEPTH", "MAX_PARTS", "SUMMARY_VERSION", "summarize"]

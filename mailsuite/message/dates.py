@@ -49,12 +49,15 @@ def format_imap_datetime(epoch: float, offset_seconds: int = 0) -> str:
     moment = datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=int(epoch) + offset_seconds)
     sign = "-" if offset_seconds < 0 else "+"
     minutes = abs(offset_seconds) // 60
-    return "%02d-%s-%04d %02d:%02d:%02d %s%02d%02d" % (
-        moment.day, MONTHS[moment.month - 1], moment.year,
-        moment.hour, moment.minute, moment.second, sign, minutes // 60, minutes % 60,
-    )  # fmt: skip
+    return (
+        f"{moment.day:02d}-{MONTHS[moment.month - 1]}-{moment.year:04d} "
+        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d} "
+        f"{sign}{minutes // 60:02d}{minutes % 60:02d}"
+    )
 
 
 def date_of_epoch(epoch: float, offset_seconds: int = 0) -> datetime.date:
     """The calendar date of an instant in a zone (BEFORE/ON/SINCE compare INTERNALDATE's date)."""
-    return (datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=int(epoch) + offset_seconds)).date()
+    return (
+        datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=int(epoch) + offset_seconds)
+    ).date()

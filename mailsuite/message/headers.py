@@ -16,15 +16,15 @@ import email.utils
 import re
 
 __all__ = [
-    "unfold",
-    "parse_content_type",
-    "parse_params",
-    "merge_rfc2231",
-    "decode_rfc2231_value",
     "decode_8bit",
     "decode_charset",
+    "decode_rfc2231_value",
     "decode_words",
+    "merge_rfc2231",
+    "parse_content_type",
     "parse_date",
+    "parse_params",
+    "unfold",
 ]
 
 _WSP = " \t"
@@ -96,7 +96,7 @@ def decode_charset(data: bytes, charset: str | None) -> str:
         return data.decode(codec)
     except UnicodeDecodeError:
         return data.decode(codec, "replace")
-    except Exception:  # exotic codecs may raise anything on garbage
+    except Exception:  # noqa: BLE001 -- exotic codecs may raise anything on garbage
         return decode_8bit(data)
 
 
@@ -234,7 +234,7 @@ def parse_params(s: str, pos: int = 0) -> list[tuple[str, str]]:
                 break
             pos = nxt
         pos = _skip_cfws(s, pos + 1)
-        name, pos = _read_token(s, pos, " \t;=\"(")
+        name, pos = _read_token(s, pos, ' \t;="(')
         pos = _skip_cfws(s, pos)
         if pos >= n or s[pos] != "=":
             continue
@@ -244,7 +244,7 @@ def parse_params(s: str, pos: int = 0) -> list[tuple[str, str]]:
             if not closed:
                 continue  # unterminated quoted string: drop the parameter, as Dovecot does
         else:
-            value, pos = _read_token(s, pos, " \t;\"(")
+            value, pos = _read_token(s, pos, ' \t;"(')
         name = name.strip().lower()
         if name:
             params.append((name, value))
@@ -311,7 +311,7 @@ def merge_rfc2231(params: list[tuple[str, str]]) -> list[tuple[str, str]]:
                     joined.append(
                         _ATTRIBUTE_CHARS.sub(
                             lambda m: "".join(
-                                "%%%02X" % b for b in m.group(0).encode("latin-1", "replace")
+                                f"%{b:02X}" for b in m.group(0).encode("latin-1", "replace")
                             ),
                             value,
                         )
@@ -328,9 +328,9 @@ def decode_rfc2231_value(value: str) -> str:
     """Decode ``charset'language'percent%20encoded`` (RFC 2231 4) to text."""
     charset, _, rest = value.partition("'")
     _, _, data = rest.partition("'")
-    raw = re.sub(
-        r"%([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), data
-    ).encode("latin-1", "replace")
+    raw = re.sub(r"%([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), data).encode(
+        "latin-1", "replace"
+    )
     return decode_charset(raw, charset or None)
 
 
@@ -341,12 +341,12 @@ def parse_content_type(value: str) -> tuple[str, str, list[tuple[str, str]]] | N
     uses the default).
     """
     pos = _skip_cfws(value, 0)
-    maintype, pos = _read_token(value, pos, " \t;/(\"")
+    maintype, pos = _read_token(value, pos, ' \t;/("')
     pos = _skip_cfws(value, pos)
     if pos >= len(value) or value[pos] != "/":
         return None
     pos = _skip_cfws(value, pos + 1)
-    subtype, pos = _read_token(value, pos, " \t;(\"")
+    subtype, pos = _read_token(value, pos, ' \t;("')
     maintype, subtype = maintype.lower(), subtype.lower()
     if not maintype or not subtype or _bad_token(maintype) or _bad_token(subtype):
         return None
@@ -363,7 +363,7 @@ def _bad_token(token: str) -> bool:
 def parse_disposition(value: str) -> tuple[str, list[tuple[str, str]]] | None:
     """``attachment; filename=x`` (RFC 2183) to (type, params); None when empty."""
     pos = _skip_cfws(value, 0)
-    kind, pos = _read_token(value, pos, " \t;(\"")
+    kind, pos = _read_token(value, pos, ' \t;("')
     kind = kind.lower()
     if not kind or _bad_token(kind):
         return None
@@ -384,7 +384,7 @@ def first_token(value: str) -> str:
     """The first token of a structured field, lower-cased (Content-Transfer-Encoding);
     ``""`` when it is not a valid RFC 2045 token."""
     pos = _skip_cfws(value, 0)
-    token, _ = _read_token(value, pos, " \t;(\"")
+    token, _ = _read_token(value, pos, ' \t;("')
     return "" if _bad_token(token) else token.lower()
 
 
@@ -401,7 +401,7 @@ def parse_date(value: str) -> tuple[int, str] | None:
         value = value[:200]
     try:
         parsed = email.utils.parsedate_tz(value)
-    except Exception:
+    except Exception:  # noqa: BLE001 -- the stdlib parser is not total on garbage
         return None
     if not parsed:
         return None
@@ -414,4 +414,4 @@ def parse_date(value: str) -> tuple[int, str] | None:
         epoch = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) - offset
     except (ValueError, OverflowError, TypeError):
         return None
-    return epoch, "%04d-%02d-%02d" % (year, month, day)
+    return epoch, f"{year:04d}-{month:02d}-{day:02d}"

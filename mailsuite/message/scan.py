@@ -54,8 +54,8 @@ class Entity:
     subtype: str = "plain"
     params: list[tuple[str, str]] = field(default_factory=list)
     typed: bool = False  # a valid Content-Type was present
-    children: list["Entity"] = field(default_factory=list)  # multipart parts
-    message: "Entity | None" = None  # the encapsulated message of message/rfc822
+    children: list[Entity] = field(default_factory=list)  # multipart parts
+    message: Entity | None = None  # the encapsulated message of message/rfc822
     opaque: bool = False  # structure not scanned (bound reached): render as a leaf
     _index: dict[bytes, list[HeaderField]] | None = None
 
@@ -168,7 +168,7 @@ def find_parts(
         lf = find(b"\n", after, end)
         line_end = end if lf < 0 else lf + 1
         is_close = after + 2 <= end and raw[after : after + 2] == b"--"
-        if not is_close and raw[after : line_end].strip(b" \t\r\n"):
+        if not is_close and raw[after:line_end].strip(b" \t\r\n"):
             pos = i + 1  # a longer boundary, not ours
             continue
         if part_start >= 0:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import binascii
 import datetime
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from mailsuite.message import headers as hdr
 from mailsuite.message.dates import (
@@ -29,17 +30,17 @@ from mailsuite.message.summary import DECODED_FIELDS
 
 __all__ = [
     "DECODED_FIELDS",
-    "contains",
-    "header_values",
-    "header_matches",
-    "body_text",
     "body_matches",
-    "text_matches",
-    "sent_date",
+    "body_text",
+    "contains",
+    "date_of_epoch",
+    "format_imap_datetime",
+    "header_matches",
+    "header_values",
     "parse_imap_date",
     "parse_imap_datetime",
-    "format_imap_datetime",
-    "date_of_epoch",
+    "sent_date",
+    "text_matches",
 ]
 
 MAX_BODY_TEXT = 64 * 1024 * 1024  # decoded characters searched per message
@@ -55,9 +56,7 @@ def header_values(raw: bytes, name: str, root: Entity | None = None) -> list[str
     fields = root.fields if root is not None else split_header(raw, 0, len(raw))[0]
     key = name.strip().lower().encode("latin-1", "replace")
     return [
-        hdr.decode_words(hdr.unfold(raw[f.value_start : f.end]))
-        for f in fields
-        if f.name == key
+        hdr.decode_words(hdr.unfold(raw[f.value_start : f.end])) for f in fields if f.name == key
     ]
 
 

@@ -221,7 +221,7 @@ def _node_span(node: dict[str, Any]) -> tuple[int, int, int]:
 def _resolve_node(body: dict[str, Any], path: tuple[int, ...]) -> dict[str, Any] | None:
     """``scan.resolve`` over a summary's body tree (same numbering rules)."""
     container = body
-    candidates = body["parts"] if "parts" in body else [body]
+    candidates = body.get("parts", [body])
     node: dict[str, Any] | None = None
     for number in path:
         if number < 1 or number > len(candidates):
@@ -232,7 +232,7 @@ def _resolve_node(body: dict[str, Any], path: tuple[int, ...]) -> dict[str, Any]
             candidates = node["parts"]
         elif message is not None and not message.get("opaque"):
             container = message["body"]
-            candidates = container["parts"] if "parts" in container else [container]
+            candidates = container.get("parts", [container])
         elif node is container:
             candidates = []
         else:

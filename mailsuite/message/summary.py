@@ -210,7 +210,7 @@ def summarize(raw: bytes) -> dict[str, Any]:
     raw = bytes(raw)
     try:
         return summarize_strict(raw)
-    except Exception:  # a parser bug must not cost the message its listing
+    except Exception:  # noqa: BLE001 -- a parser bug must not cost the message its listing
         return _fallback(raw)
 
 
