@@ -141,6 +141,10 @@ class FilePersistence:
                            path=str(self.path), error=str(exc))
             self._stamp = stamp
             return
+        if not strict:  # a change noticed while running (not the first load, not our write)
+            self.log.info("accounts re-read from {path}: {users} users, {aliases} aliases",
+                          path=str(self.path), users=len(data["users"]),
+                          aliases=len(data["aliases"]))
         self._data, self._stamp = data, stamp
 
     def current(self) -> Data:
@@ -261,10 +265,16 @@ class Accounts:
         }
 
     def quota_of(self, user: str) -> Quota:
-        """Per-user limits; None means no per-user limit (the store's defaults apply)."""
-        record = self._data["users"].get(canonical(user))
+        """Per-user limits; None means no per-user limit (the store's defaults apply).
+
+        An unknown user (e.g. deleted while a session is open) has no per-user limit.
+        """
+        try:
+            record = self._data["users"].get(canonical(user))
+        except InvalidAddress:
+            record = None
         if record is None:
-            raise NoSuchUser(user)
+            return Quota()
         return Quota(record.get("quota_bytes"), record.get("quota_messages"))
 
     def resolve(self, address: str) -> Resolution | None:

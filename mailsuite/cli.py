@@ -308,6 +308,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="mailsuite",
         description="Administer a mailsuite mail server: users, aliases, domains, queue, DNS.",
     )
+    from mailsuite import __version__
+
+    p.add_argument("--version", action="version", version=f"mailsuite {__version__}")
     p.add_argument("--config", "-c", metavar="FILE",
                    help="the TOML configuration (default: ./mailsuite.toml if present)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

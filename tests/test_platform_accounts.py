@@ -191,3 +191,7 @@ class PasswordTests(unittest.TestCase):
     def test_bare_local_part_with_one_domain(self):
         user = yield self.accounts.check_password("alice", "pw-alice")
         self.assertEqual(user, "alice@example.test")
+
+
+def test_quota_of_unknown_user_is_unlimited(accounts):
+    assert accounts.quota_of("ghost@example.test") == Quota(None, None)
