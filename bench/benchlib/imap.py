@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from benchlib import dovecot, fixtures, peers, procs
-from benchlib.results import Case, Outcome, Run, Workload
+from benchlib.results import Case, Outcome, Run, Workload, brief
 
 SERVERS = ("mailsuite", "Dovecot")
 USERS = [f"user{i}" for i in range(10)]
@@ -105,8 +105,8 @@ def run(ctx) -> Workload:
                     try:
                         outcome.runs.append(run_once(server, workdir, source, clients, duration))
                     except Exception as exc:  # noqa: BLE001 - reported in the table
-                        outcome.errors.append(f"{type(exc).__name__}: {exc}")
-                        ctx.say(f"    {server}: {exc}")
+                        outcome.errors.append(brief(exc))
+                        ctx.say(f"    {server}: {brief(exc, 2000)}")
                     ctx.cleanup(workdir)
             ctx.progress(wl.key, case.label, outcome)
             case.outcomes.append(outcome)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from benchlib import dovecot, fixtures, imap, peers, procs
-from benchlib.results import Case, Outcome, Run, Workload
+from benchlib.results import Case, Outcome, Run, Workload, brief
 
 SERVERS = ("mailsuite", "Dovecot")
 
@@ -114,8 +114,8 @@ def run(ctx) -> Workload:
                     outcome.runs.append(run_once(server, workdir, source, connections,
                                                  ctx.timeout(connections, 0.2, 120)))
                 except Exception as exc:  # noqa: BLE001 - reported in the table
-                    outcome.errors.append(f"{type(exc).__name__}: {exc}")
-                    ctx.say(f"    {server}: {exc}")
+                    outcome.errors.append(brief(exc))
+                    ctx.say(f"    {server}: {brief(exc, 2000)}")
                 ctx.cleanup(workdir)
         ctx.progress(wl.key, case.label, outcome)
         case.outcomes.append(outcome)

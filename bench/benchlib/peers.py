@@ -270,8 +270,10 @@ class Mailsuite(ProcessServer):
             eps = ([f"tcp:port={self.ports[name]}:interface=127.0.0.1"]
                    if name in self.ports else [])
             lines.append(f"{name} = {toml_list(eps)}")
+        # Workloads without outbound mail never query DNS; naming a loopback port keeps the
+        # server's start independent of this machine's resolver configuration.
         tables: dict[str, dict[str, object]] = {
-            "relay": {"port": relay_port, "nameservers": list(nameservers)},
+            "relay": {"port": relay_port, "nameservers": list(nameservers) or ["127.0.0.1:1"]},
             "pop3": {"allow_plaintext_auth": True},
         }
         for table, values in (settings or {}).items():

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from benchlib import peers, postfix, procs
-from benchlib.results import Case, Outcome, Run, Workload
+from benchlib.results import Case, Outcome, Run, Workload, brief
 
 DOMAINS = [f"d{i:02d}.relay.test" for i in range(1, 21)]
 SERVERS = ("mailsuite", "Postfix")
@@ -141,8 +141,8 @@ def run(ctx) -> Workload:
                     runner = run_mailsuite if server == "mailsuite" else run_postfix
                     outcome.runs.append(runner(ctx, workdir, count, ctx.timeout(count, 0.1)))
                 except Exception as exc:  # noqa: BLE001 - reported in the table
-                    outcome.errors.append(f"{type(exc).__name__}: {exc}")
-                    ctx.say(f"    {server}: {exc}")
+                    outcome.errors.append(brief(exc))
+                    ctx.say(f"    {server}: {brief(exc, 2000)}")
                 ctx.cleanup(workdir)
         ctx.progress(wl.key, case.label, outcome)
         case.outcomes.append(outcome)

@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 from dataclasses import dataclass, field
+
+
+def brief(exc: BaseException, limit: int = 300) -> str:
+    """A one-line account of a failure for a table cell.
+
+    When the message carries a Python traceback (a server that died at start-up), the last
+    ``SomeError: ...`` line of it is what matters; whitespace is collapsed.
+    """
+    text = f"{type(exc).__name__}: {exc}"
+    errors = re.findall(r"^\s*([A-Za-z_.]+(?:Error|Exception|Exit)\b:.*)$", str(exc), re.M)
+    if errors:
+        head = str(exc).split(";", 1)[0]
+        text = f"{type(exc).__name__}: {head}; {errors[-1].strip()}"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass
