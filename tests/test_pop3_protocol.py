@@ -264,6 +264,20 @@ class BadInput(Base):
         out = c.send(b"x" * 600) + c.send(b"y" * 600) + c.send(b"z\r\nQUIT\r\n")
         self.assertEqual(out, b"-ERR Line too long.\r\n+OK Logging out.\r\n")
 
+    def test_sasl_continuation_may_exceed_the_command_limit(self) -> None:
+        c = Client(self.ctx)
+        c.cmd("AUTH PLAIN")
+        c.cmd(plain(ALICE, "p" * 600))
+        self.clock.advance(2.0)
+        self.assertEqual(c.take(), b"-ERR [AUTH] Authentication failed.\r\n")
+
+    def test_endless_line_is_not_buffered(self) -> None:
+        c = Client(self.ctx)
+        for _ in range(20):
+            c.send(b"x" * 10000)
+        self.assertLess(len(c.proto._buffer), 10000)
+        self.assertEqual(c.send(b"\r\nNOOP\r\n"), b"-ERR Command not valid in this state.\r\n")
+
     def test_too_many_bad_commands_close(self) -> None:
         c = Client(self.ctx)
         out = c.send(b"BAD\r\n" * 25)

@@ -227,7 +227,9 @@ class Pop3Protocol(Protocol, TimeoutMixin):
         buf = self._buffer + data
         lines = buf.split(b"\n")
         self._buffer = lines.pop()
-        limit = self._line_limit()
+        # Lines are cut here at the largest limit of any state; the limit of the state the
+        # line is handled in (pipelining may change it meanwhile) is checked in _handle_line.
+        limit = max(SASL_LINE_LIMIT, self.settings.max_line_length)
         for line in lines:
             if self._discarding:  # the end of an over-long line already answered
                 self._discarding = False
@@ -290,9 +292,8 @@ class Pop3Protocol(Protocol, TimeoutMixin):
             self.send(reply)
 
     def _handle_line(self, line: bytes | None) -> None:
-        if line is None:
-            if self._sasl_pending:
-                self._sasl_pending = False
+        if line is None or len(line) > self._line_limit():
+            self._sasl_pending = False
             self._bad_command(R.LINE_TOO_LONG)
             return
         if self._sasl_pending:
