@@ -52,8 +52,10 @@ class Echo(protocol.Protocol):
         self.transport.write(data)
 
 
-def _handshake(port, cafile, hostname, maximum=None):
+def _handshake(port, cafile, hostname, maximum=None, ciphers=None):
     ctx = ssl.create_default_context(cafile=str(cafile))
+    if ciphers is not None:
+        ctx.set_ciphers(ciphers)
     if maximum is not None:
         ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
         ctx.maximum_version = maximum
@@ -91,6 +93,26 @@ class ServerTests(unittest.TestCase):
         d = threads.deferToThread(_handshake, self.portnum, self.cert, "mail.example.test",
                                   ssl.TLSVersion.TLSv1_1)
         yield self.assertFailure(d, ssl.SSLError, OSError)
+
+    @defer.inlineCallbacks
+    def test_cbc_only_tls12_client_refused(self):
+        d = threads.deferToThread(_handshake, self.portnum, self.cert, "mail.example.test",
+                                  ssl.TLSVersion.TLSv1_2, "ECDHE-ECDSA-AES128-SHA")
+        yield self.assertFailure(d, ssl.SSLError, OSError)
+
+    @defer.inlineCallbacks
+    def test_tls12_uses_aead(self):
+        from twisted.internet import threads as t
+
+        def cipher():
+            ctx = ssl.create_default_context(cafile=str(self.cert))
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            with socket.create_connection(("127.0.0.1", self.portnum), timeout=10) as raw, \
+                    ctx.wrap_socket(raw, server_hostname="mail.example.test") as s:
+                return s.cipher()[0]
+
+        name = yield t.deferToThread(cipher)
+        self.assertTrue("GCM" in name or "CHACHA20" in name, name)
 
     @defer.inlineCallbacks
     def test_reload_serves_new_certificate(self):
