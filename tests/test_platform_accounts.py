@@ -195,3 +195,28 @@ class PasswordTests(unittest.TestCase):
 
 def test_quota_of_unknown_user_is_unlimited(accounts):
     assert accounts.quota_of("ghost@example.test") == Quota(None, None)
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    """Two writers (as two CLI runs would be) serialise on the lock file."""
+    import threading
+
+    path = tmp_path / "accounts.json"
+    FileAccounts(path, [D])
+    errors = []
+
+    def writer(prefix):
+        accounts = FileAccounts(path, [D])
+        try:
+            for i in range(5):
+                accounts.add_alias(f"{prefix}{i}@example.test", ["x@remote.test"])
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(p,)) for p in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert len(FileAccounts(path, [D]).list_aliases()) == 10
