@@ -98,3 +98,37 @@ def test_disconnect_releases_avatar() -> None:
     c.select()
     c.drop()
     assert c.ctx.portal.realm.logouts == 1
+
+
+def test_large_fetch_waits_while_the_reader_is_slow() -> None:
+    ctx = make_ctx()
+    big = message(1, body="x" * 200_000)
+    for _ in range(4):
+        deliver(ctx, ALICE, big)
+    c = Client(ctx)
+    c.login()
+    c.select()
+    c.transport.producer = None
+    original = c.proto.begin_streaming
+
+    def begin_and_pause() -> None:
+        original()
+        c.proto.pauseProducing()  # the transport's buffer is full
+
+    c.proto.begin_streaming = begin_and_pause  # type: ignore[method-assign]
+    out = c.cmd("FETCH 1:4 BODY.PEEK[]")
+    assert out.count(b"FETCH (") == 2 and b"OK" not in out.split(b"\r\n")[-2]
+    c.proto.begin_streaming = original  # type: ignore[method-assign]
+    c.proto.resumeProducing()
+    out = c.take()
+    assert out.count(b"FETCH (") == 2 and c.status(out).startswith(b"OK")
+    assert c.transport.producer is None
+
+
+def test_uidvalidity_change_ends_the_session() -> None:
+    c = logged_in()
+    c.select()
+    account = c.ctx.store.account(ALICE)
+    account._folder("INBOX").uidvalidity += 1
+    out = c.cmd("NOOP")
+    assert b"* BYE" in out and c.transport.disconnecting

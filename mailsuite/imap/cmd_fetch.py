@@ -169,14 +169,14 @@ def _modifiers(r: Reader, uid_mode: bool) -> tuple[int | None, bool]:
 
 
 async def fetch(session: Session, r: Reader) -> Reply | None:
-    return run_fetch(session, r, uid_mode=False)
+    return await run_fetch(session, r, uid_mode=False)
 
 
 async def uid_fetch(session: Session, r: Reader) -> Reply | None:
-    return run_fetch(session, r, uid_mode=True)
+    return await run_fetch(session, r, uid_mode=True)
 
 
-def run_fetch(session: Session, r: Reader, uid_mode: bool) -> Reply | None:
+async def run_fetch(session: Session, r: Reader, uid_mode: bool) -> Reply | None:
     view = session.require_selected()
     r.sp()
     seqset = r.seqset()
@@ -186,8 +186,8 @@ def run_fetch(session: Session, r: Reader, uid_mode: bool) -> Reply | None:
     r.end()
     if vanished and not session.qresync:
         raise bad("VANISHED needs ENABLE QRESYNC.")
-    if changed_since is not None:
-        session.condstore = True
+    if changed_since is not None or any(i.name == "MODSEQ" for i in items):
+        session.condstore = True  # RFC 7162 3.1: CONDSTORE-enabling commands
     names = {i.name for i in items}
     if uid_mode and "UID" not in names:
         items.insert(0, FetchItem("UID"))
@@ -200,7 +200,10 @@ def run_fetch(session: Session, r: Reader, uid_mode: bool) -> Reply | None:
         if gone:
             session.send(b"* VANISHED (EARLIER) " + gone.encode() + b"\r\n")
     seen_uids = _mark_seen(session, view, ranges, items)
-    return _write_responses(session, view, ranges, items, changed_since, seen_uids)
+    try:
+        return await _write_responses(session, view, ranges, items, changed_since, seen_uids)
+    finally:
+        session.protocol.end_streaming()
 
 
 def _mark_seen(session: Session, view: SelectedView, ranges: list[range],
@@ -219,7 +222,7 @@ def _mark_seen(session: Session, view: SelectedView, ranges: list[range],
     return set(unseen)
 
 
-def _write_responses(session: Session, view: SelectedView, ranges: list[range],
+async def _write_responses(session: Session, view: SelectedView, ranges: list[range],
                      items: list[FetchItem], changed_since: int | None,
                      seen_uids: set[int]) -> Reply | None:
     folder = view.folder
@@ -245,6 +248,9 @@ def _write_responses(session: Session, view: SelectedView, ranges: list[range],
         if size > 256 * 1024:
             session.send(b"".join(out))
             out, size = [], 0
+            session.protocol.begin_streaming()
+            await session.protocol.writable()
+            messages = folder.messages()
     if out:
         session.send(b"".join(out))
     if missing:

@@ -17,7 +17,8 @@ from mailsuite.imap.session import SelectedView, Session, State
 from mailsuite.interfaces import INBOX, SYSTEM_FLAGS, FolderInfo
 
 AUTHED = (State.AUTHENTICATED, State.SELECTED)
-STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE")
+STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE",
+                "APPENDLIMIT")
 SYSTEM_FLAG_ORDER = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 
 
@@ -81,7 +82,7 @@ async def _select(session: Session, r: Reader, readonly: bool) -> Reply | None:
     name = checked_name(raw)
     had_selection = session.selected is not None
     session.unselect()
-    if had_selection and session.qresync:
+    if had_selection:  # RFC 7162 3.2.11
         session.send(b"* OK [CLOSED] Previous mailbox closed.\r\n")
     folder = _store_call(session.account.open_folder, name, readonly, mailbox=name)
     view = SelectedView(folder, readonly, session)
@@ -317,7 +318,8 @@ async def list_(session: Session, r: Reader) -> Reply | None:
                 status = session.account.folder_status(info.name)
             except MailsuiteError:
                 continue
-            lines.append(_status_line(info.name, status, status_items))
+            lines.append(_status_line(info.name, status, status_items,
+                                      session.settings.max_literal_size))
     session.send_lines(lines)
     return None
 
@@ -356,11 +358,12 @@ def _status_items(r: Reader) -> list[str]:
     return items
 
 
-def _status_line(name: str, status: Any, items: list[str]) -> bytes:
+def _status_line(name: str, status: Any, items: list[str], appendlimit: int = 0) -> bytes:
     values = {
         "MESSAGES": status.messages, "RECENT": status.recent, "UIDNEXT": status.uidnext,
         "UIDVALIDITY": status.uidvalidity, "UNSEEN": status.unseen,
         "HIGHESTMODSEQ": status.highest_modseq, "SIZE": status.size,
+        "APPENDLIMIT": appendlimit,
     }
     body = " ".join(f"{item} {values[item]}" for item in items)
     return b"* STATUS " + wire.mailbox(name) + b" (" + body.encode() + b")\r\n"
@@ -373,7 +376,9 @@ async def status(session: Session, r: Reader) -> Reply | None:
     items = _status_items(r)
     r.end()
     result = _store_call(session.account.folder_status, name, mailbox=name)
-    session.send(_status_line(name, result, items))
+    if "HIGHESTMODSEQ" in items:
+        session.condstore = True  # RFC 7162 3.1: a CONDSTORE-enabling command
+    session.send(_status_line(name, result, items, session.settings.max_literal_size))
     return None
 
 

@@ -304,6 +304,8 @@ def _search(session: Session, r: Reader, uid_mode: bool) -> Reply | None:
     parser = KeyParser(r, view, charset)
     root = parser.keys()
     r.end()
+    if parser.uses_modseq:
+        session.condstore = True  # RFC 7162 3.1
     matches: list[int] = []
     highest = 0
     folder = view.folder

@@ -79,6 +79,9 @@ class ImapProtocol(Protocol, TimeoutMixin):
         self._flush_call: Any = None
         self._deflate: Any = None
         self._inflate: Any = None
+        self._streaming = False
+        self._output_paused = False
+        self._drain_waiters: list[Deferred[None]] = []
         self.closed = False
 
     # --- connection ------------------------------------------------------------------------
@@ -98,6 +101,7 @@ class ImapProtocol(Protocol, TimeoutMixin):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.closed = True
+        self._release_waiters()
         self.setTimeout(None)
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
@@ -139,6 +143,53 @@ class ImapProtocol(Protocol, TimeoutMixin):
                 chunk, size = [], 0
         if chunk:
             self.write(b"".join(chunk))
+
+    # --- output flow control (IPushProducer while a large response streams) -------------------
+
+    def begin_streaming(self) -> None:
+        """Register as the transport's producer so a slow reader pauses a large FETCH."""
+        if not self._streaming and not self.closed:
+            self._streaming = True
+            self.transport.registerProducer(self, True)
+
+    def end_streaming(self) -> None:
+        if self._streaming:
+            self._streaming = False
+            self._output_paused = False
+            if not self.closed:
+                self.transport.unregisterProducer()
+            self._release_waiters()
+
+    async def writable(self) -> None:
+        """Wait until the transport has drained enough to take more output."""
+        if self._output_paused and not self.closed:
+            d: Deferred[None] = Deferred()
+            self._drain_waiters.append(d)
+            await d
+        if self.closed:
+            raise net_error.ConnectionDone()
+
+    def pauseProducing(self) -> None:  # noqa: N802 (IPushProducer)
+        self._output_paused = True
+
+    def resumeProducing(self) -> None:  # noqa: N802 (IPushProducer)
+        self._output_paused = False
+        self._release_waiters()
+
+    def stopProducing(self) -> None:  # noqa: N802 (IPushProducer)
+        self.closed = True
+        self._release_waiters()
+
+    def _release_waiters(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    def abort_session(self, text: bytes) -> None:
+        """Say BYE and close at once (the selected mailbox became unusable)."""
+        self.write(b"* BYE " + text + b"\r\n")
+        self.transport.loseConnection()
+        self.closed = True
 
     def start_compression(self) -> None:
         """RFC 4978: everything after the tagged OK is raw DEFLATE both ways."""

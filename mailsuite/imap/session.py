@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from mailsuite.imap.protocol import ImapProtocol
 
 
+class MailboxGone(Exception):
+    """The selected folder can no longer be shown consistently: the session must end."""
+
+
 class State(enum.Enum):
     """RFC 3501 section 3: connection states."""
 
@@ -45,6 +49,7 @@ class SelectedView:
         self.session = session
         messages = folder.messages()
         self.uids = array("I", (m.uid for m in messages))
+        self.uidvalidity = folder.uidvalidity
         self.max_uid = self.uids[-1] if self.uids else 0
         self.pending_flags: set[int] = set()
         self.dirty = False
@@ -145,6 +150,8 @@ class SelectedView:
                 self.folder.refresh()
             finally:
                 self._refreshing = False
+            if self.folder.uidvalidity != self.uidvalidity:
+                raise MailboxGone(b"Mailbox UIDVALIDITY changed, reconnect.")
             current = [m.uid for m in self.folder.messages()]
             gone = self._gone(current)
             if gone:
@@ -252,7 +259,11 @@ class Session:
 
     def flush_updates(self, allow_expunge: bool = True) -> None:
         if self.selected is not None:
-            lines = self.selected.sync(allow_expunge)
+            try:
+                lines = self.selected.sync(allow_expunge)
+            except MailboxGone as e:
+                self.protocol.abort_session(e.args[0])
+                return
             if lines:
                 self.send_lines(lines)
 
