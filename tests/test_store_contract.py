@@ -472,6 +472,37 @@ class StoreContract:
     def test_readonly_refuses_expunge(self):
         self.assertRaises(ReadOnlyFolder, self.open(readonly=True).expunge)
 
+    def test_readonly_refuses_append(self):
+        return self.assertFailure(self.open(readonly=True).append(MESSAGE), ReadOnlyFolder)
+
+    def test_readonly_refuses_move(self):
+        return self.assertFailure(self.open(readonly=True).move([1], "Trash"), ReadOnlyFolder)
+
+    # --- append ---------------------------------------------------------------------------
+
+    async def _append(self):
+        folder = self.open("Drafts")
+        seen = []
+        folder.subscribe(seen.append)
+        info = await folder.append(MESSAGE, flags=["\\Draft"], internal_date=1_700_000_000.0)
+        got = folder.get(info.uid)
+        return (got.flags, got.internal_date, folder.read_message(info.uid), [c.kind for c in seen])
+
+    def test_append_stores_flags_date_bytes_and_publishes(self):
+        d = defer.Deferred.fromCoroutine(self._append())
+        d.addCallback(
+            self.assertEqual, (frozenset({"\\Draft"}), 1_700_000_000.0, MESSAGE, [ChangeKind.ADDED])
+        )
+        return d
+
+    async def _append_bad_flag(self):
+        await self.open().append(MESSAGE, flags=["bad keyword"])
+
+    def test_append_refuses_invalid_keyword(self):
+        from mailsuite.errors import StoreError
+
+        return self.assertFailure(defer.Deferred.fromCoroutine(self._append_bad_flag()), StoreError)
+
     # --- status ---------------------------------------------------------------------------
 
     async def _status(self):

@@ -466,3 +466,35 @@ class ConcurrencyTests(MaildirTestCase):
         (self.maildir / "dovecot-uidlist.lock").write_text(f"{dead.stdout.strip()}:{socket.gethostname()}\n")
         info = await self.account.deliver(MESSAGE)
         self.assertEqual(info.uid, 1)
+
+
+class LimitsTests(MaildirTestCase):
+    @run
+    async def test_27th_keyword_is_refused(self):
+        from mailsuite.errors import StoreError
+
+        info = await self.account.deliver(MESSAGE)
+        folder = self.open()
+        folder.store_flags([info.uid], [f"k{i}" for i in range(26)], FlagMode.ADD)
+        with self.assertRaises(StoreError):
+            folder.store_flags([info.uid], ["one-too-many"], FlagMode.ADD)
+
+    @run
+    async def test_idle_folder_states_are_bounded(self):
+        from mailsuite.store.maildir import IDLE_STATES
+
+        for i in range(IDLE_STATES + 10):
+            self.account.create_folder(f"f{i}")
+            await self.account.deliver(MESSAGE, folder=f"f{i}")
+        self.assertLessEqual(len(self.store.states), IDLE_STATES + 1)
+
+    @run
+    async def test_expunged_records_are_compacted_from_uidlist(self):
+        folder = self.open()
+        infos = [await self.account.deliver(MESSAGE) for _ in range(3)]
+        folder.store_flags([i.uid for i in infos[:2]], ["\\Deleted"], FlagMode.ADD)
+        folder.expunge()
+        state = self.store.states[(USER, INBOX)]
+        state.uidlist.compact([infos[2].pop_id])
+        lines = (self.maildir / "dovecot-uidlist").read_text().splitlines()
+        self.assertEqual((lines[0].split()[2], lines[1:]), ("N4", [f"{infos[2].uid} :{infos[2].pop_id}"]))

@@ -95,6 +95,15 @@ class FolderState:
     def highest_modseq(self) -> int:
         return self.modseq.highest
 
+    def idle(self) -> bool:
+        """True if nothing in this process needs the state (it may be dropped)."""
+        return (
+            self.views <= 0
+            and not self._flushing
+            and not self._pending
+            and not self.store.hub.has_listeners(self.user, self.name)
+        )
+
     def _now(self) -> float:
         return self.store.clock.seconds()
 

@@ -55,6 +55,9 @@ from mailsuite.store.view import MaildirFolder
 from mailsuite.store.writer import MessageWriter, clean_tmp
 
 
+IDLE_STATES = 64  # folders without views whose UID lists stay in memory (LRU)
+
+
 def _chunks(source: bytes | Sequence[bytes]) -> list[bytes]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return [bytes(source)]
@@ -111,15 +114,19 @@ class MaildirAccount:
     def state(self, name: str) -> FolderState:
         """The shared state of an existing folder (FolderNotFound otherwise)."""
         canonical = canonical_name(name)
-        state = self.store.states.get((self.user, canonical))
+        key = (self.user, canonical)
+        states = self.store.states
+        state = states.pop(key, None)
         if state is not None and not state.deleted:
+            states[key] = state  # most recently used last
             return state
         path = layout.folder_dir(self.dir, canonical)
         if not layout.is_maildir(path):
             raise FolderNotFound(f"no folder {name!r}")
         state = FolderState(self, canonical, path)
         state.start()
-        self.store.states[(self.user, canonical)] = state
+        states[key] = state
+        self.store.evict_idle()
         return state
 
     def _drop_states(self, canonical: str) -> list[FolderState]:
@@ -451,6 +458,12 @@ class MaildirStore:
             state.unload()
         if self._poller is not None and not self.hub.watched():
             self.stop()
+
+    def evict_idle(self) -> None:
+        """Forget the least recently used folders nobody has open (bounded memory)."""
+        idle = [key for key, state in self.states.items() if state.idle()]
+        for key in idle[: max(0, len(idle) - IDLE_STATES)]:
+            del self.states[key]
 
     def stop(self) -> None:
         """Stop the periodic check (for shutdown and tests)."""

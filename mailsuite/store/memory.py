@@ -179,7 +179,10 @@ class MemoryFolder:
         flags: Iterable[str] = (),
         internal_date: float | None = None,
     ) -> Any:
-        self._check_writable()
+        try:
+            self._check_writable()
+        except ReadOnlyFolder:
+            return defer.fail()
         return self._account._add_checked(self._data, join_source(source), flags, internal_date)
 
     def copy(self, uids: Iterable[int], destination: str) -> Any:
@@ -197,7 +200,10 @@ class MemoryFolder:
         return pairs
 
     def move(self, uids: Iterable[int], destination: str, origin: object | None = None) -> Any:
-        self._check_writable()
+        try:
+            self._check_writable()
+        except ReadOnlyFolder:
+            return defer.fail()
         return defer.maybeDeferred(self._move, uids, destination, origin)
 
     def _move(self, uids: Iterable[int], destination: str, origin: object | None) -> list[tuple[int, int]]:
