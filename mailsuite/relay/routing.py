@@ -73,7 +73,10 @@ def make_resolver(settings: RelaySettings, reactor: Any) -> Any:
         return client.Resolver(
             servers=servers, reactor=reactor, timeout=tuple(settings.dns_timeouts)
         )
-    return client.createResolver(reactor=reactor)
+    # The system's resolvers from resolv.conf (re-read when it changes), on the injected reactor.
+    return client.Resolver(
+        resolv="/etc/resolv.conf", reactor=reactor, timeout=tuple(settings.dns_timeouts)
+    )
 
 
 def _is_ip(text: str) -> bool:
