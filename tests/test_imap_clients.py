@@ -15,10 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from test_imap_helpers import ALICE, PASSWORD, LiveServer, message
 from twisted.internet import defer, threads
 from twisted.trial import unittest
-
-from test_imap_helpers import ALICE, PASSWORD, LiveServer, message
 
 TIMEOUT = 60
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import imaplib
 import smtplib
-import socket
 import ssl
 import threading
 
 import pytest
-
 from harness import MailServer
 
 ALICE = "alice@example.test"
@@ -58,7 +56,7 @@ def test_smtp_delivery_pushes_exists_to_idling_client(server) -> None:  # type: 
     client.sock.settimeout(20)
     try:
         pushed = client.readline()
-    except socket.timeout:
+    except TimeoutError:
         pushed = b"(nothing within 20 s)"
     sender.join(30)
     client.send(b"DONE\r\n")
@@ -70,7 +68,7 @@ def test_smtp_delivery_pushes_exists_to_idling_client(server) -> None:  # type: 
 
 def test_special_use_folders_exist_for_new_user(server) -> None:  # type: ignore[no-untyped-def]
     client = imap_client(server)
-    typ, listing = client.list()
+    _, listing = client.list()
     client.logout()
     text = b"\n".join(listing)
     for attr in (b"\\Sent", b"\\Drafts", b"\\Trash", b"\\Junk", b"\\Archive"):

@@ -8,10 +8,9 @@ import shutil
 import tempfile
 import threading
 
+from test_imap_helpers import ALICE, BOB, PASSWORD, SIMPLE, LiveServer, message
 from twisted.internet import defer, threads
 from twisted.trial import unittest
-
-from test_imap_helpers import ALICE, BOB, PASSWORD, SIMPLE, LiveServer, message
 
 
 class EndToEnd(unittest.TestCase):
@@ -111,7 +110,7 @@ class EndToEnd(unittest.TestCase):
             a.expunge()
             b.noop()
             untagged = list(b.untagged_responses.get("EXPUNGE", []))
-            typ, data = b.fetch("1", "(UID)")
+            _, data = b.fetch("1", "(UID)")
             a.logout()
             b.logout()
             return [untagged, data]

@@ -3,9 +3,9 @@ bugs turned into NO [SERVERBUG], connection limits."""
 
 from __future__ import annotations
 
+from test_imap_helpers import ALICE, Client, deliver, make_ctx, message
 from twisted.internet.address import IPv4Address
 
-from test_imap_helpers import ALICE, Client, deliver, make_ctx, message
 from mailsuite.imap.service import ImapFactory
 from mailsuite.imap.settings import ImapSettings
 

@@ -43,7 +43,7 @@ def message(n: int, subject: str | None = None, body: str = "body") -> bytes:
 class _Checker:
     credentialInterfaces = (IUsernamePassword,)
 
-    def requestAvatarId(self, credentials: Any) -> Any:  # noqa: N802
+    def requestAvatarId(self, credentials: Any) -> Any:
         user = credentials.username
         user = user.decode() if isinstance(user, bytes) else user
         password = credentials.password
@@ -59,7 +59,7 @@ class _Realm:
         self.store = store
         self.logouts = 0
 
-    def requestAvatar(self, avatar_id: Any, mind: Any, *interfaces: Any) -> Any:  # noqa: N802
+    def requestAvatar(self, avatar_id: Any, mind: Any, *interfaces: Any) -> Any:
         def logout() -> None:
             self.logouts += 1
 
@@ -98,10 +98,10 @@ class TLSStringTransport(StringTransport):
         self.tls_started_with: Any = None
         self.nodelay = False
 
-    def startTLS(self, options: Any) -> None:  # noqa: N802
+    def startTLS(self, options: Any) -> None:
         self.tls_started_with = options
 
-    def setTcpNoDelay(self, enabled: bool) -> None:  # noqa: N802
+    def setTcpNoDelay(self, enabled: bool) -> None:
         self.nodelay = enabled
 
 

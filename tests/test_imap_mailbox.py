@@ -4,7 +4,6 @@ SUBSCRIBE, STATUS, NAMESPACE, QUOTA, and folder names that try to escape."""
 from __future__ import annotations
 
 import pytest
-
 from test_imap_helpers import ALICE, BOB, Client, deliver, make_ctx, message, untagged
 
 

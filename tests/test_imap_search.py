@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from test_imap_helpers import ALICE, Client, deliver, make_ctx, message
 
 UTF8 = ("From: =?utf-8?q?J=C3=BCrgen?= <j@example.test>\r\nTo: alice@example.test\r\n"
@@ -28,7 +27,7 @@ def c() -> Client:
 
 def result(c: Client, criteria: str) -> list[int]:
     out = c.ok("SEARCH " + criteria)
-    line = [x for x in out.split(b"\r\n") if x.startswith(b"* SEARCH")][0]
+    line = next(x for x in out.split(b"\r\n") if x.startswith(b"* SEARCH"))
     return [int(x) for x in line.split()[2:] if x.isdigit()]
 
 

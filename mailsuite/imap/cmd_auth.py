@@ -158,9 +158,11 @@ async def authenticate_user(session: Session, user: bytes, password: bytes) -> R
             _log_auth(session, "auth_blocked", user)
             raise CommandFailed(AUTH_FAILED)
     try:
-        credentials = UsernamePassword(user.decode("utf-8"), password.decode("utf-8"))
+        user.decode("utf-8")
+        password.decode("utf-8")
     except UnicodeDecodeError:
         return await _fail(session, user)
+    credentials = UsernamePassword(user, password)
     try:
         _iface, avatar, avatar_logout = await ctx.portal.login(credentials, None, IAccountStore)
     except (UnauthorizedLogin, LoginFailed):

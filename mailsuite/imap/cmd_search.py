@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import datetime
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from mailsuite.imap.parser import ParseError, Reader, SequenceSet, compact_set
 from mailsuite.imap.responses import Reply, bad, no
@@ -237,7 +238,7 @@ def _and(nodes: list[Node]) -> Node:
 
 
 def _internal_day(c: Candidate) -> datetime.date:
-    return datetime.datetime.fromtimestamp(c.info.internal_date, datetime.timezone.utc).date()
+    return datetime.datetime.fromtimestamp(c.info.internal_date, datetime.UTC).date()
 
 
 def _sent_day(c: Candidate) -> datetime.date | None:
@@ -317,8 +318,7 @@ def _search(session: Session, r: Reader, uid_mode: bool) -> Reply | None:
             continue
         if test(Candidate(index, info, folder)):
             matches.append(info.uid if uid_mode else index + 1)
-            if info.modseq > highest:
-                highest = info.modseq
+            highest = max(highest, info.modseq)
     if return_opts is not None:
         session.send(_esearch_line(session, matches, return_opts, uid_mode,
                                    highest if parser.uses_modseq else 0))

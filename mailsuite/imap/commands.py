@@ -6,7 +6,8 @@ Each command family module exports ``HANDLERS``: command name -> (handler, state
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from mailsuite.imap import cmd_auth, cmd_fetch, cmd_idle, cmd_mailbox, cmd_message, cmd_search
 from mailsuite.imap.session import Session, State

@@ -41,7 +41,7 @@ def name_problem(name: str, creating: bool = False) -> str | None:
         return "name too long"
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
         return "control characters"
-    if name.startswith(HIERARCHY_DELIMITER) or name.startswith("~"):
+    if name.startswith((HIERARCHY_DELIMITER, "~")):
         return "names must be relative to your mailbox root"
     parts = name.split(HIERARCHY_DELIMITER)
     if len(parts) > MAX_DEPTH:

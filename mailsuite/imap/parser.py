@@ -10,8 +10,8 @@ protocol turns into a tagged ``BAD``. Nothing here does I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 MAX_NUMBER = 4294967295  # RFC 3501 section 9: number = 32-bit unsigned
 MAX_NUMBER64 = 9223372036854775807  # RFC 7162: mod-sequence-value is 63-bit
@@ -112,7 +112,7 @@ def compact_set(numbers: Iterator[int] | list[int]) -> str:
 class Reader:
     """A cursor over one complete command. Methods consume input or raise ``ParseError``."""
 
-    __slots__ = ("data", "pos", "depth")
+    __slots__ = ("data", "depth", "pos")
 
     def __init__(self, data: bytes, pos: int = 0) -> None:
         self.data = data

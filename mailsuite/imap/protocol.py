@@ -57,13 +57,14 @@ class ImapProtocol(Protocol, TimeoutMixin):
     """One IMAP connection."""
 
     log = Logger()
+    transport: Any
 
     def __init__(self, ctx: Any, settings: Any, implicit_tls: bool, factory: Any = None) -> None:
         self.ctx = ctx
         self.settings = settings
         self.implicit_tls = implicit_tls
         self.factory = factory
-        self.callLater = ctx.reactor.callLater  # TimeoutMixin uses it: the injected clock
+        self.callLater = ctx.reactor.callLater  # type: ignore[method-assign]  # injected clock
         self.session: Session | None = None
         self.peer_host = "?"
         self._buffer = bytearray()
@@ -169,14 +170,14 @@ class ImapProtocol(Protocol, TimeoutMixin):
         if self.closed:
             raise net_error.ConnectionDone()
 
-    def pauseProducing(self) -> None:  # noqa: N802 (IPushProducer)
+    def pauseProducing(self) -> None:
         self._output_paused = True
 
-    def resumeProducing(self) -> None:  # noqa: N802 (IPushProducer)
+    def resumeProducing(self) -> None:
         self._output_paused = False
         self._release_waiters()
 
-    def stopProducing(self) -> None:  # noqa: N802 (IPushProducer)
+    def stopProducing(self) -> None:
         self.closed = True
         self._release_waiters()
 

@@ -16,6 +16,10 @@ from mailsuite.imap.settings import ImapSettings
 
 
 class _Refuse(Protocol):
+    """Says BYE to a connection over the limits and hangs up."""
+
+    transport: Any
+
     def __init__(self, text: bytes) -> None:
         self.text = text
 
@@ -41,10 +45,10 @@ class ImapFactory(ServerFactory):
     def buildProtocol(self, addr: Any) -> Protocol:
         host = getattr(addr, "host", "?")
         if len(self.connections) >= self.settings.max_connections:
-            self.log.warn("IMAP connection limit reached; refusing {host}", host=host)
+            self.log.warning("IMAP connection limit reached; refusing {host}", host=host)
             return _Refuse(b"Too many connections, try again later.")
         if self.per_ip.get(host, 0) >= self.settings.max_connections_per_ip:
-            self.log.warn("IMAP per-address limit reached for {host}", host=host)
+            self.log.warning("IMAP per-address limit reached for {host}", host=host)
             return _Refuse(b"Too many connections from your address.")
         protocol = ImapProtocol(self.ctx, self.settings, self.implicit_tls, self)
         protocol.peer_host = host

@@ -15,7 +15,8 @@ from __future__ import annotations
 import enum
 from array import array
 from bisect import bisect_left, bisect_right
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from mailsuite.errors import MessageNotFound
 from mailsuite.imap import wire
@@ -43,7 +44,7 @@ class State(enum.Enum):
 class SelectedView:
     """The client's picture of one selected folder."""
 
-    def __init__(self, folder: Any, readonly: bool, session: "Session") -> None:
+    def __init__(self, folder: Any, readonly: bool, session: Session) -> None:
         self.folder = folder
         self.readonly = readonly
         self.session = session
@@ -115,7 +116,7 @@ class SelectedView:
         uids = self.uids
         if uid_mode:
             star = uids[-1] if uids else 0
-            out = []
+            out: list[range] = []
             if not uids:
                 return out
             for low, high in seqset.resolve(star):
@@ -216,7 +217,7 @@ class SelectedView:
 class Session:
     """Everything one IMAP connection knows: state, user, selected view, enabled extensions."""
 
-    def __init__(self, protocol: "ImapProtocol", ctx: Any, settings: Any, tls: bool,
+    def __init__(self, protocol: ImapProtocol, ctx: Any, settings: Any, tls: bool,
                  peer_ip: str) -> None:
         self.protocol = protocol
         self.ctx = ctx

@@ -7,7 +7,7 @@ safe as quoted strings and sent as literals otherwise.
 from __future__ import annotations
 
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 from mailsuite.imap.parser import MONTHS
 
