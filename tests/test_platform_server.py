@@ -250,8 +250,6 @@ def test_embedded_defaults_listen_on_documented_ports(tmp_path):
             if "mailsuite ready" in line or len(lines) > 500:
                 break
         text = "".join(lines)
-        if "createResolver() got an unexpected keyword argument" in text:
-            pytest.xfail("relay: make_resolver passes reactor= to twisted.names createResolver")
         assert "mailsuite ready" in text, text
         for service, port in ports.items():
             assert f"mailsuite: {service} listening on 127.0.0.1:{port}" in text
