@@ -153,6 +153,9 @@ class MailsuiteService(service.MultiService):
                 log.info("mailsuite: {service} listening on {address}{tls}",
                          service=name, address=where, tls=tls)
         self._install_sighup()
+        if os.geteuid() == 0:
+            log.warn("mailsuite: running as root; start as root only to bind ports 25/465/587/"
+                     "110/995/143/993 and pass --uid/--gid so twistd drops privileges")
         accounts = self.ctx.accounts
         if not accounts.list_users():
             first = sorted(accounts.local_domains())
