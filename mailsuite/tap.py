@@ -96,6 +96,36 @@ def _chown_tree(root: Path, uid: int | None, gid: int | None) -> None:
                     stack.append(entry.path)
 
 
+def _unreachable_parent(path: Path, uid: int | None, gid: int | None) -> Path | None:
+    """The first directory on the way to ``path`` that uid/gid may not enter, if any."""
+    import pwd
+    import stat as st_mod
+
+    if uid is None:
+        return None
+    try:
+        user = pwd.getpwuid(uid)
+        groups = set(os.getgrouplist(user.pw_name, gid if gid is not None else user.pw_gid))
+    except KeyError:
+        groups = {gid} if gid is not None else set()
+    if gid is not None:
+        groups.add(gid)
+    for directory in reversed([path, *path.parents]):
+        try:
+            st = os.stat(directory)
+        except FileNotFoundError:
+            return None  # created later by the server itself, under a reachable parent
+        if st.st_uid == uid:
+            bit = st_mod.S_IXUSR
+        elif st.st_gid in groups:
+            bit = st_mod.S_IXGRP
+        else:
+            bit = st_mod.S_IXOTH
+        if not st.st_mode & bit:
+            return directory
+    return None
+
+
 class MailsuiteService(service.MultiService):
     """The listeners of one server plus its child services (the relay)."""
 
@@ -110,7 +140,14 @@ class MailsuiteService(service.MultiService):
 
     def privilegedStartService(self) -> None:
         if self._uid is not None or self._gid is not None:
-            _chown_tree(Path(self.ctx.config.data_dir), self._uid, self._gid)
+            data_dir = Path(self.ctx.config.data_dir).resolve()
+            closed = _unreachable_parent(data_dir, self._uid, self._gid)
+            if closed is not None:
+                raise StartupError(
+                    f"{self.ctx.config.source}: data_dir: {data_dir} is out of reach of uid "
+                    f"{self._uid} (--uid): the directory {closed} does not let it in"
+                )
+            _chown_tree(data_dir, self._uid, self._gid)
         self._bind_all()
         super().privilegedStartService()
 

@@ -302,3 +302,14 @@ def test_bad_endpoint_string_stops_start(tmp_path):
     server = MailServer(tmp_path, '[listen]\nsmtp = ["bogus:25"]\n')
     code, output = run_expecting_failure(server)
     assert code != 0 and "listen.smtp[0]: bad endpoint 'bogus:25'" in output
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="privilege drop needs root")
+def test_data_dir_out_of_reach_of_uid_stops_start(tmp_path):
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    server = MailServer(closed / "srv", twistd_args=("--uid", "mail", "--gid", "mail"))
+    code, output = run_expecting_failure(server)
+    assert code == 1
+    assert f"is out of reach of uid {__import__('pwd').getpwnam('mail').pw_uid}" in output
+    assert "does not let it in" in output
