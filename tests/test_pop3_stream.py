@@ -150,3 +150,32 @@ def test_sender_stop_producing_closes_the_file() -> None:
     sender.start()
     sender.stopProducing()
     assert source.closed and isinstance(done[0], ConnectionError)
+
+
+def reference_top(raw: bytes, lines: int) -> bytes:
+    """Model: everything up to the first empty line, then ``lines`` more lines."""
+    out, pos, in_header = b"", 0, True
+    remaining = lines
+    while pos < len(raw):
+        nl = raw.find(b"\n", pos)
+        line = raw[pos:] if nl < 0 else raw[pos : nl + 1]
+        if not in_header:
+            if remaining == 0:
+                break
+            remaining -= 1
+        out += line
+        if in_header and line in (b"\n", b"\r\n"):
+            in_header = False
+        pos += len(line)
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from([b"H: v", b"\r\n", b"\n", b"\r", b"x", b""]), max_size=30),
+    st.integers(min_value=0, max_value=4),
+    st.integers(min_value=1, max_value=6),
+)
+def test_top_any_chunking_matches_the_model(parts: list[bytes], lines: int, size: int) -> None:
+    raw = b"".join(parts)
+    assert top(raw, lines, size) == reference_top(raw, lines)
