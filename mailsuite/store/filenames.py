@@ -1,7 +1,7 @@
 """Maildir file names: making unique names and parsing flags, size and time out of them.
 
 A name is ``<base>:2,<info>`` (the ``:2,`` part is absent in ``new/``). Our bases look like
-Dovecot's: ``<seconds>.M<usec>P<pid>Q<n>R<random>.<host>,S=<size>``. The info part holds
+Dovecot's: ``<seconds>.M<usec>P<pid>Q<n>R<random per process>.<host>,S=<size>``. The info part holds
 system flags as upper-case letters in ASCII order (``DFPRST``) followed by keyword letters
 ``a``-``z`` (indexes into the folder's ``dovecot-keywords`` file). Parsing is done without
 regular expressions because it runs for every message when a folder is opened.
@@ -74,6 +74,9 @@ class NameMaker:
         self._host = _clean_host(host or socket.gethostname())
         self._counter = count(1)
         self._pid = os.getpid()
+        # One random token per maker (not per message: os.urandom costs up to ~0.1 ms on a
+        # busy VM). Two makers in one process, or a recycled pid, still differ by the token.
+        self._token = os.urandom(4).hex()
 
     def make(self, now: float, size: int) -> str:
         """A fresh base name for a message of ``size`` bytes received at ``now``."""
@@ -81,5 +84,5 @@ class NameMaker:
         usec = int((now - seconds) * 1_000_000)
         return (
             f"{seconds}.M{usec}P{self._pid}Q{next(self._counter)}"
-            f"R{os.urandom(4).hex()}.{self._host},S={size}"
+            f"R{self._token}.{self._host},S={size}"
         )
