@@ -201,6 +201,12 @@ class MailsuiteService(service.MultiService):
             flag = "" if config.source == "<embedded defaults>" else f" --config {config.source}"
             log.info("mailsuite: no accounts yet; add one with: "
                      "mailsuite{flag} user add {example}", flag=flag, example=example)
+        else:
+            for domain in sorted(accounts.local_domains()):
+                if accounts.resolve(f"postmaster@{domain}") is None:
+                    log.warn("mailsuite: postmaster@{domain} reaches nobody (RFC 5321 4.5.1 "
+                             "requires it); add: mailsuite alias add postmaster@{domain} "
+                             "you@{domain}", domain=domain)
         log.info("mailsuite ready: hostname {hostname}, data in {data_dir}, domains {domains}",
                  hostname=self.ctx.config.hostname, data_dir=str(self.ctx.config.data_dir),
                  domains=",".join(sorted(self.ctx.accounts.local_domains())) or "(none)")

@@ -150,7 +150,15 @@ class MailServer:
                 "mailsuite", "--config", str(self.config_path)]
 
     def start(self, timeout: float = START_TIMEOUT) -> MailServer:
-        """Start and wait until every listener is bound; raise ServerFailed otherwise."""
+        """Start and wait until every listener is bound; raise ServerFailed otherwise.
+
+        A server can be started again after ``stop()``; ``ports`` and ``log_text()`` then
+        describe the new run.
+        """
+        with self._lock:
+            self._lines = []
+        self.ports = {}
+        self._ready = threading.Event()
         self.process = subprocess.Popen(
             self.command(), cwd=self.directory, env=environment(), text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

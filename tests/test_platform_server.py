@@ -313,3 +313,13 @@ def test_data_dir_out_of_reach_of_uid_stops_start(tmp_path):
     assert code == 1
     assert f"is out of reach of uid {__import__('pwd').getpwnam('mail').pw_uid}" in output
     assert "does not let it in" in output
+
+
+def test_missing_postmaster_is_reported(tmp_path):
+    server = MailServer(tmp_path)
+    server.add_user("alice@example.test", "pw")
+    with server:
+        assert "postmaster@example.test reaches nobody" in server.log_text()
+    server.add_alias("postmaster@example.test", "alice@example.test")
+    with server:
+        assert "reaches nobody" not in server.log_text()
