@@ -45,10 +45,10 @@ class ImapFactory(ServerFactory):
     def buildProtocol(self, addr: Any) -> Protocol:
         host = getattr(addr, "host", "?")
         if len(self.connections) >= self.settings.max_connections:
-            self.log.warning("IMAP connection limit reached; refusing {host}", host=host)
+            self.log.warn("IMAP connection limit reached; refusing {host}", host=host)
             return _Refuse(b"Too many connections, try again later.")
         if self.per_ip.get(host, 0) >= self.settings.max_connections_per_ip:
-            self.log.warning("IMAP per-address limit reached for {host}", host=host)
+            self.log.warn("IMAP per-address limit reached for {host}", host=host)
             return _Refuse(b"Too many connections from your address.")
         protocol = ImapProtocol(self.ctx, self.settings, self.implicit_tls, self)
         protocol.peer_host = host
