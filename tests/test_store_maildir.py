@@ -498,3 +498,17 @@ class LimitsTests(MaildirTestCase):
         state.uidlist.compact([infos[2].pop_id])
         lines = (self.maildir / "dovecot-uidlist").read_text().splitlines()
         self.assertEqual((lines[0].split()[2], lines[1:]), ("N4", [f"{infos[2].uid} :{infos[2].pop_id}"]))
+
+
+class PeriodicTmpCleanupTests(MaildirTestCase):
+    def test_watched_folder_tmp_is_swept_periodically(self):
+        from mailsuite.store.maildir import TMP_CLEAN_INTERVAL
+
+        clock = task.Clock()
+        clock.advance(2_000_000_000)
+        store = self.new_store(clock=clock)
+        folder = self.open(store.account(USER))
+        folder.subscribe(lambda change: None)
+        (self.maildir / "tmp" / "left-behind").write_bytes(b"partial")
+        clock.advance(TMP_CLEAN_INTERVAL + StoreSettings().poll_interval)
+        self.assertEqual(self.files("tmp"), [])

@@ -80,6 +80,7 @@ class FolderState:
         self._flushing = False
         self._started = False
         self._loaded_uidvalidity = 0
+        self._tmp_cleaned = 0.0
 
     # --- small helpers ---------------------------------------------------------------
 
@@ -94,6 +95,12 @@ class FolderState:
     @property
     def highest_modseq(self) -> int:
         return self.modseq.highest
+
+    def clean_tmp_every(self, interval: float, now: float) -> None:
+        """Sweep tmp/ if the last sweep is older than ``interval`` seconds."""
+        if now - self._tmp_cleaned >= interval:
+            self._tmp_cleaned = now
+            clean_tmp(self.dir, self.store.settings.tmp_max_age, now)
 
     def idle(self) -> bool:
         """True if nothing in this process needs the state (it may be dropped)."""
@@ -248,7 +255,8 @@ class FolderState:
 
     def _load(self) -> None:
         self.start()
-        clean_tmp(self.dir, self.store.settings.tmp_max_age, self._now())
+        self._tmp_cleaned = self._now()
+        clean_tmp(self.dir, self.store.settings.tmp_max_age, self._tmp_cleaned)
         self.uidlist.reload()
         self.modseq.load(self.uidvalidity)
         self.keywords.load()

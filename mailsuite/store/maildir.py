@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailsuite.errors import (
+    AccountsError,
     FolderExists,
     FolderNotEmpty,
     FolderNotFound,
@@ -56,6 +57,7 @@ from mailsuite.store.writer import MessageWriter, clean_tmp
 
 
 IDLE_STATES = 64  # folders without views whose UID lists stay in memory (LRU)
+TMP_CLEAN_INTERVAL = 3600.0  # seconds between tmp/ sweeps of a watched folder
 
 
 def _chunks(source: bytes | Sequence[bytes]) -> list[bytes]:
@@ -332,7 +334,13 @@ class MaildirAccount:
 
     def _limits(self) -> Any:
         accounts = self.store.accounts
-        return effective_quota(accounts.quota_of(self.user) if accounts is not None else None, self.store.settings)
+        quota = None
+        if accounts is not None:
+            try:
+                quota = accounts.quota_of(self.user)
+            except AccountsError:
+                quota = None  # not an account (e.g. a removed user): store defaults apply
+        return effective_quota(quota, self.store.settings)
 
     def _scan_usage(self) -> tuple[int, int]:
         total = count = 0
@@ -444,11 +452,13 @@ class MaildirStore:
         if not watched:
             self.stop()
             return
+        now = self.clock.seconds()
         for key in watched:
             state = self.states.get(key)
             if state is not None and state.loaded:
                 try:
                     state.refresh()
+                    state.clean_tmp_every(TMP_CLEAN_INTERVAL, now)
                 except (OSError, StoreError):
                     self.log.failure("refresh of {user} {folder} failed", user=key[0], folder=key[1])
 
