@@ -8,10 +8,10 @@ Usage (see also the ``mail_server`` fixtures in ``tests/conftest.py``)::
     server.start()                      # returns when every listener is bound (bounded wait)
     server.add_user("alice@example.test", "secret")     # through the real `mailsuite` CLI
     smtplib.SMTP("127.0.0.1", server.ports["smtp"])
-    ctx = ssl.create_default_context(cafile=server.cafile)   # verifies server.hostname
-    imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"], ssl_context=ctx)  # pass
-    #   server_hostname=server.hostname when the client lets you; imaplib checks the IP, so
-    #   use ctx.check_hostname = False there, or wrap the socket yourself.
+    ctx = server.ssl_context(check_hostname=False)   # trusts only the generated certificate
+    imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"], ssl_context=ctx)
+    #   server.ssl_context() (hostname checked) with server_hostname=server.hostname when the
+    #   client lets you name the host; imaplib/poplib/smtplib check the literal IP instead.
     server.log_text()                   # everything twistd printed so far
     server.stop()                       # SIGTERM and wait; returns the exit code
 
@@ -32,6 +32,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -246,6 +247,17 @@ class MailServer:
         found = text in self.log_text()
         done.set()
         return found
+
+    def ssl_context(self, check_hostname: bool = True) -> "ssl.SSLContext":
+        """A client context trusting only this server's certificate.
+
+        Keep ``check_hostname`` when you can pass ``server_hostname=server.hostname``; stdlib
+        clients that connect to "127.0.0.1" (imaplib, poplib, smtplib) need it off (the chain
+        is still verified).
+        """
+        ctx = ssl.create_default_context(cafile=self.cafile)
+        ctx.check_hostname = check_hostname
+        return ctx
 
     def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run ``mailsuite --config <this config> ARGS...``; never raises on failure."""

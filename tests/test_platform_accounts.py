@@ -220,3 +220,24 @@ def test_concurrent_writers_lose_nothing(tmp_path):
         t.join(60)
     assert not errors
     assert len(FileAccounts(path, [D]).list_aliases()) == 10
+
+
+class UnknownUserCostTests(unittest.TestCase):
+    """An unknown user is checked against a real hash, so the answer takes as long."""
+
+    @defer.inlineCallbacks
+    def test_unknown_user_verifies_against_dummy_hash(self):
+        from mailsuite import passwords
+
+        seen = []
+        real = passwords.verify_password
+
+        def spy(hashed, password):
+            seen.append(hashed)
+            return real(hashed, password)
+
+        self.patch(passwords, "verify_password", spy)
+        accounts = MemoryAccounts(domains=[D])
+        result = yield accounts.check_password("ghost@example.test", "whatever")
+        self.assertIsNone(result)
+        self.assertEqual(seen, [passwords.DUMMY_HASH])
