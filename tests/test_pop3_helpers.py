@@ -289,3 +289,32 @@ class FileTLS:
 
     def server_options(self) -> Any:
         return self._options
+
+
+# --- the helpers' own checks (so this module also passes when run alone) -------------------
+
+
+def test_multiline_unstuffs_and_strips_the_terminator() -> None:
+    assert multiline(b"+OK\r\na\r\n..b\r\n.\r\n") == [b"a", b".b"]
+
+
+def test_certificates_chain_to_the_ca(tmp_path: Any) -> None:
+    import ssl
+
+    ca, cert, key = make_certificates(tmp_path)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    client = ssl.create_default_context(cafile=ca)
+    a, b = ssl.MemoryBIO(), ssl.MemoryBIO()
+    c_out, s_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls_client = client.wrap_bio(a, c_out, server_hostname="localhost")
+    tls_server = server.wrap_bio(b, s_out, server_side=True)
+    for _ in range(10):  # a handshake takes a few round trips
+        for side in (tls_client, tls_server):
+            try:
+                side.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+        b.write(c_out.read())
+        a.write(s_out.read())
+    assert tls_client.getpeercert()["subject"] == ((("commonName", "localhost"),),)
