@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailsuite.imap import render
-from mailsuite.message import summarize
+from mailsuite.message import addresses, headers, summarize
 from mailsuite.message.search_text import body_text, header_matches, text_matches
 from mailsuite.message.sections import Section, extract
 from mailsuite.message.summary import summarize_strict
@@ -235,3 +235,91 @@ def test_extract_from_summary_on_generated_trees(
 ) -> None:
     raw = built[0]
     assert extract(raw, section, summarize_strict(raw)) == extract(raw, section)
+
+
+# --- the regex address tokenizer against the simple one it replaced --------------------------
+
+
+def _reference_tokenize(s: str) -> list[tuple[int, str]]:
+    """The first, character-by-character tokenizer: the oracle for the regex one."""
+    tokens: list[tuple[int, str]] = []
+    pos, n = 0, len(s)
+    while pos < n:
+        c = s[pos]
+        if c in addresses._WSP:
+            pos += 1
+        elif c == '"':
+            out = []
+            pos += 1
+            while pos < n and s[pos] != '"':
+                if s[pos] == "\\" and pos + 1 < n:
+                    pos += 1
+                out.append(s[pos])
+                pos += 1
+            pos += 1
+            tokens.append((addresses._QUOTED, "".join(out)))
+        elif c == "(":
+            depth, out = 0, []
+            while pos < n:
+                c = s[pos]
+                if c == "\\" and pos + 1 < n:
+                    out.append(s[pos + 1])
+                    pos += 2
+                    continue
+                if c == "(":
+                    depth += 1
+                    if depth > 1:
+                        out.append(c)
+                elif c == ")":
+                    depth -= 1
+                    if depth == 0:
+                        pos += 1
+                        break
+                    out.append(c)
+                else:
+                    out.append(c)
+                pos += 1
+            tokens.append((addresses._COMMENT, "".join(out)))
+        elif c == "[":
+            end = s.find("]", pos)
+            end = n if end < 0 else end + 1
+            tokens.append((addresses._LITERAL, s[pos:end]))
+            pos = end
+        elif c in addresses._SPECIALS:
+            tokens.append((addresses._SPECIAL, c))
+            pos += 1
+        else:
+            start = pos
+            while pos < n and s[pos] not in addresses._SPECIALS and s[pos] not in addresses._WSP:
+                pos += 1
+            tokens.append((addresses._ATOM, s[start:pos]))
+    return tokens
+
+
+_address_text = st.one_of(
+    st.text(alphabet=' \t"\\()<>@,;:[].abcXYZ\xa0\xe9', max_size=60),
+    st.text(max_size=40),
+)
+
+
+@FUZZ
+@given(_address_text)
+def test_address_tokenizer_matches_reference(text: str) -> None:
+    assert addresses._tokenize(text) == _reference_tokenize(text)
+
+
+_ctype_text = st.one_of(
+    st.text(alphabet=' \t;="\\()/abcXYZ-*0', max_size=60),
+    st.builds(
+        lambda t, s, rest: f"{t}/{s}{rest}",
+        st.sampled_from(["text", "multipart", "x"]),
+        st.sampled_from(["plain", "mixed", "a-b"]),
+        st.text(alphabet=' \t;="\\()abc*0', max_size=40),
+    ),
+)
+
+
+@FUZZ
+@given(_ctype_text)
+def test_content_type_fast_path_matches_general_parser(text: str) -> None:
+    assert headers.parse_content_type(text) == headers.parse_content_type_general(text)

@@ -13,6 +13,8 @@ The parser is lenient and total: any input gives some list, never an exception.
 
 from __future__ import annotations
 
+import re
+
 Address = list  # [name, adl, mailbox, host]
 
 # A NIL host means group syntax in IMAP (RFC 3501 7.4.2), so a mailbox without a domain, or
@@ -27,58 +29,66 @@ _WSP = " \t\r\n"
 _ATOM, _QUOTED, _COMMENT, _LITERAL, _SPECIAL = range(5)
 
 
-def _tokenize(s: str) -> list[tuple[int, str]]:
-    tokens: list[tuple[int, str]] = []
-    pos, n = 0, len(s)
+_SCAN = re.compile(
+    r"[ \t\r\n]+"  # white space
+    r'|"((?:[^"\\]|\\.?)*)"?'  # 1: quoted string (unterminated: to the end)
+    r"|(\[[^\]]*\]?)"  # 2: domain literal
+    r"|([<>@,;:\])])"  # 3: specials
+    r'|([^ \t\r\n<>@,;:"()\[\]]+)',  # 4: atom (dots included)
+    re.DOTALL,
+)
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+
+
+def _comment(s: str, pos: int) -> tuple[str, int]:
+    """A (nested) comment starting at ``(``: (its text without the outer parentheses, next pos)."""
+    depth, out, n = 0, [], len(s)
     while pos < n:
         c = s[pos]
-        if c in _WSP:
-            pos += 1
-        elif c == '"':
-            out = []
-            pos += 1
-            while pos < n and s[pos] != '"':
-                if s[pos] == "\\" and pos + 1 < n:
-                    pos += 1
-                out.append(s[pos])
-                pos += 1
-            pos += 1
-            tokens.append((_QUOTED, "".join(out)))
-        elif c == "(":
-            depth, out = 0, []
-            while pos < n:
-                c = s[pos]
-                if c == "\\" and pos + 1 < n:
-                    out.append(s[pos + 1])
-                    pos += 2
-                    continue
-                if c == "(":
-                    depth += 1
-                    if depth > 1:
-                        out.append(c)
-                elif c == ")":
-                    depth -= 1
-                    if depth == 0:
-                        pos += 1
-                        break
-                    out.append(c)
-                else:
-                    out.append(c)
-                pos += 1
-            tokens.append((_COMMENT, "".join(out)))
-        elif c == "[":
-            end = s.find("]", pos)
-            end = n if end < 0 else end + 1
-            tokens.append((_LITERAL, s[pos:end]))
-            pos = end
-        elif c in _SPECIALS:
-            tokens.append((_SPECIAL, c))
-            pos += 1
+        if c == "\\" and pos + 1 < n:
+            out.append(s[pos + 1])
+            pos += 2
+            continue
+        if c == "(":
+            depth += 1
+            if depth > 1:
+                out.append(c)
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return "".join(out), pos + 1
+            out.append(c)
         else:
-            start = pos
-            while pos < n and s[pos] not in _SPECIALS and s[pos] not in _WSP:
-                pos += 1
-            tokens.append((_ATOM, s[start:pos]))
+            out.append(c)
+        pos += 1
+    return "".join(out), pos
+
+
+def _tokenize(s: str) -> list[tuple[int, str]]:
+    """RFC 5322 3.2 lexical tokens (comments kept: a bare address takes one as its name)."""
+    tokens: list[tuple[int, str]] = []
+    pos, n = 0, len(s)
+    match = _SCAN.match
+    while pos < n:
+        if s[pos] == "(":
+            text, pos = _comment(s, pos)
+            tokens.append((_COMMENT, text))
+            continue
+        m = match(s, pos)
+        if m is None:  # cannot happen: every character starts some alternative
+            pos += 1
+            continue
+        kind = m.lastindex
+        if kind == 1:
+            text = m.group(1)
+            tokens.append((_QUOTED, _ESCAPE.sub(r"\1", text) if "\\" in text else text))
+        elif kind == 2:
+            tokens.append((_LITERAL, m.group(2)))
+        elif kind == 3:
+            tokens.append((_SPECIAL, m.group(3)))
+        elif kind == 4:
+            tokens.append((_ATOM, m.group(4)))
+        pos = m.end()
     return tokens
 
 
