@@ -216,6 +216,8 @@ class Accounts:
         self._reactor = reactor
         self._domains: frozenset[str] = self._static
         self._domains_of: Data | None = None
+        self._senders: dict[str, frozenset[str]] = {}
+        self._senders_of: Data | None = None
         # argon2id takes 64 MiB per check: bound how many run at once (a login flood must not
         # exhaust memory; the throttle handles single sources).
         self._hash_slots = defer.DeferredSemaphore(MAX_CONCURRENT_HASHES)
@@ -336,14 +338,18 @@ class Accounts:
         Sub-addresses (``alice+tag@d``) are not listed; policy compares ``base_address``.
         """
         user = canonical(user)
-        if user not in self._data["users"]:
+        data = self._data
+        if user not in data["users"]:
             return frozenset()
-        allowed = {user}
-        for alias in self._data["aliases"]:
-            resolution = self.resolve(alias)
-            if resolution is not None and user in resolution.local_users:
-                allowed.add(alias)
-        return frozenset(allowed)
+        if self._senders_of is not data:  # one pass over the aliases per accounts version
+            index: dict[str, set[str]] = {}
+            for alias in data["aliases"]:
+                resolution = self.resolve(alias)
+                for target in resolution.local_users if resolution else ():
+                    index.setdefault(target, set()).add(alias)
+            self._senders = {k: frozenset(v) for k, v in index.items()}
+            self._senders_of = data
+        return frozenset({user}) | self._senders.get(user, frozenset())
 
     def _login_name(self, user: str) -> str:
         """The account a login name means: a bare local part works when one domain exists."""

@@ -241,3 +241,14 @@ class UnknownUserCostTests(unittest.TestCase):
         result = yield accounts.check_password("ghost@example.test", "whatever")
         self.assertIsNone(result)
         self.assertEqual(seen, [passwords.DUMMY_HASH])
+
+
+def test_sender_addresses_follow_changes(accounts):
+    assert accounts.sender_addresses("bob@example.test") == {"bob@example.test"}
+    accounts.add_alias("help@example.test", ["bob@example.test"])
+    assert accounts.sender_addresses("bob@example.test") == {"bob@example.test",
+                                                             "help@example.test"}
+
+
+def test_sender_addresses_of_unknown_user_empty(accounts):
+    assert accounts.sender_addresses("ghost@example.test") == frozenset()
