@@ -519,7 +519,7 @@ class MixedWithImaplibTests(E2ETestCase):
             def imap_fetch() -> Any:
                 client = self.imap()
                 client.select("INBOX")
-                typ, data = client.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+                _typ, data = client.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
                 client.logout()
                 return data
 
@@ -560,7 +560,7 @@ class FetchmailTests(E2ETestCase):
             env = dict(os.environ, HOME=str(tmp), FETCHMAILUSER="root")
             cmd = [FETCHMAIL, "-f", str(rc), "-N", "--nosyslog", "--pidfile", str(tmp / "pid")]
             result = await in_thread(
-                lambda: subprocess.run(cmd, env=env, capture_output=True, timeout=60)
+                lambda: subprocess.run(cmd, env=env, capture_output=True, timeout=60, check=False)
             )
             self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
             data = out.read_bytes()
@@ -583,7 +583,7 @@ class CurlTests(E2ETestCase):
 
     def curl(self, url: str, *extra: str) -> defer.Deferred[Any]:
         cmd = [CURL, "-sS", "--cacert", self.server.ca, "-u", f"{ALICE}:{PASSWORD}", *extra, url]
-        return in_thread(lambda: subprocess.run(cmd, capture_output=True, timeout=60))
+        return in_thread(lambda: subprocess.run(cmd, capture_output=True, timeout=60, check=False))
 
     def test_curl_pop3_stls_list_and_retrieve(self) -> defer.Deferred[Any]:
         async def go() -> None:

@@ -197,7 +197,7 @@ class Client:
 
 def multiline(reply: bytes) -> list[bytes]:
     """The lines of a multi-line reply body (without status line and terminator), unstuffed."""
-    assert reply.endswith(b"\r\n.\r\n") or reply.endswith(b".\r\n"), reply[-40:]
+    assert reply.endswith(b"\r\n.\r\n"), reply[-40:]
     lines = reply.split(b"\r\n")
     assert lines[0].startswith(b"+OK"), lines[0]
     body = lines[1:-2]
