@@ -35,13 +35,20 @@ class SummaryCache:
         self._memo: dict[int, dict[str, Any]] = {}
         self._uidvalidity = 0
         self._records = 0
+        self._fd = -1  # kept open for reads; reopened whenever the file is replaced
 
     def _header(self) -> bytes:
         return f"{_MAGIC} {_VERSION} V{self._uidvalidity}\n".encode()
 
+    def _close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
     def _load(self, uidvalidity: int) -> dict[int, tuple[str, int, int]]:
         if self._index is not None and self._uidvalidity == uidvalidity:
             return self._index
+        self._close()
         self._uidvalidity = uidvalidity
         self._memo = {}
         index: dict[int, tuple[str, int, int]] = {}
@@ -73,6 +80,7 @@ class SummaryCache:
         return index
 
     def _reset(self) -> None:
+        self._close()
         tmp = f"{self.path}.{os.getpid()}.tmp"
         try:
             with open(tmp, "wb") as f:
@@ -90,10 +98,18 @@ class SummaryCache:
         entry = self._load(uidvalidity).get(uid)
         if entry is None or entry[0] != base:
             return None
+        prefix = f"{uid}\t{base}\t".encode("utf-8", "surrogateescape")
         try:
-            with open(self.path, "rb") as f:
-                f.seek(entry[1])
-                value = json.loads(f.read(entry[2]))
+            if self._fd < 0:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            # Read the record's own prefix too: if the file was replaced underneath us (another
+            # process compacted it) the bytes at that offset are not this record.
+            data = os.pread(self._fd, entry[2] + len(prefix), entry[1] - len(prefix))
+            if not data.startswith(prefix):
+                self._index = None
+                self._uidvalidity = 0
+                return None
+            value = json.loads(data[len(prefix) :])
         except (OSError, ValueError):
             return None
         if not isinstance(value, dict):
@@ -158,4 +174,9 @@ class SummaryCache:
             f.write(b"".join(out))
         os.replace(tmp, self.path)
         self._index = None
+        self._uidvalidity = 0
         self._load(uidvalidity)
+
+    def close(self) -> None:
+        """Release the read descriptor."""
+        self._close()

@@ -327,6 +327,7 @@ class FolderState:
 
     def unload(self) -> None:
         """Drop the index (no views left); the persistent files stay."""
+        self.cache.close()
         self.loaded = False
         self.entries = {}
         self._list = None

@@ -57,6 +57,7 @@ from mailsuite.store.writer import MessageWriter, clean_tmp
 
 
 IDLE_STATES = 64  # folders without views whose UID lists stay in memory (LRU)
+KEEP_LOADED_BELOW = 10_000  # an idle folder this small keeps its index (cheap STATUS/SELECT)
 TMP_CLEAN_INTERVAL = 3600.0  # seconds between tmp/ sweeps of a watched folder
 
 
@@ -464,7 +465,7 @@ class MaildirStore:
 
     def view_closed(self, state: FolderState) -> None:
         """Free a folder's index when no view is left; stop polling when nobody listens."""
-        if state.views <= 0 and state.loaded:
+        if state.views <= 0 and state.loaded and len(state.entries) > KEEP_LOADED_BELOW:
             state.unload()
         if self._poller is not None and not self.hub.watched():
             self.stop()
@@ -473,7 +474,7 @@ class MaildirStore:
         """Forget the least recently used folders nobody has open (bounded memory)."""
         idle = [key for key, state in self.states.items() if state.idle()]
         for key in idle[: max(0, len(idle) - IDLE_STATES)]:
-            del self.states[key]
+            self.states.pop(key).unload()
 
     def stop(self) -> None:
         """Stop the periodic check (for shutdown and tests)."""
