@@ -243,3 +243,38 @@ def test_summary_of_other_bytes_is_not_trusted() -> None:
     built = corpus.mixed()
     stale = summarize(corpus.nested().raw)  # wrong message: its size differs
     assert extract(built.raw, "1", stale) == built.pieces["1"]
+
+
+def test_nul_bytes_survive_in_sections() -> None:
+    built = corpus.nul_bytes()
+    assert extract(built.raw, "TEXT") == built.pieces["body"]
+    assert extract(built.raw, "HEADER.FIELDS (Subject)") == b"Subject: has\x00nul\r\n\r\n"
+
+
+def test_8bit_header_fields_are_the_stored_octets() -> None:
+    raw = corpus.eight_bit_headers().raw
+    assert extract(raw, "HEADER.FIELDS (subject x-latin)") == (
+        "Subject: Grüße aus Köln\r\n".encode() + b"X-Latin: caf\xe9\r\n\r\n"
+    )
+
+
+def test_groups_message_header_fields() -> None:
+    assert (
+        extract(corpus.groups().raw, "HEADER.FIELDS (To)")
+        == b"To: undisclosed-recipients:;\r\n\r\n"
+    )
+
+
+def test_header_of_empty_and_headerless_messages() -> None:
+    assert extract(b"\r\nbody only\r\n", "HEADER") == b"\r\n"
+    assert extract(b"\r\nbody only\r\n", "TEXT") == b"body only\r\n"
+    assert extract(b"Subject: x", "HEADER") == b"Subject: x"
+    assert extract(b"Subject: x", "TEXT") == b""
+
+
+def test_stale_summary_version_is_not_trusted() -> None:
+    from mailsuite.message import summarize
+
+    built = corpus.mixed()
+    summary = dict(summarize(built.raw), version=-1, body={"offset": 0})  # unusable tree
+    assert extract(built.raw, "1", summary) == built.pieces["1"]

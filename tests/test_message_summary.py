@@ -395,3 +395,10 @@ def test_message_global_is_a_leaf() -> None:
     part = summarize(raw)["body"]["parts"][0]
     assert (part["type"], part["subtype"], part["lines"]) == ("message", "global", None)
     assert "message" not in part
+
+
+def test_huge_header_field_count_is_bounded() -> None:
+    raw = b"X-A: b\r\n" * 50_000 + b"Subject: late\r\n\r\nbody"
+    summary = summarize(raw)
+    assert summary["header_size"] == len(raw) - len(b"body")
+    assert summary["body"]["size"] == len(b"body")

@@ -148,9 +148,16 @@ def _mailbox(tokens: list[tuple[int, str]]) -> Address | None:
     return [name, None, mailbox or MISSING_MAILBOX, host or MISSING_DOMAIN]
 
 
+MAX_ADDRESS_TEXT = 256 * 1024  # characters of one field parsed for addresses
+
+
 def parse_address_list(value: str) -> list[Address] | None:
-    """An address-list header value to IMAP addresses; None when it holds no address."""
-    tokens = _tokenize(value)
+    """An address-list header value to IMAP addresses; None when it holds no address.
+
+    Only the first ``MAX_ADDRESS_TEXT`` characters are read, which bounds the work and the
+    size of the cached summary for absurd headers.
+    """
+    tokens = _tokenize(value[:MAX_ADDRESS_TEXT])
     out: list[Address] = []
     current: list[tuple[int, str]] = []
     in_group = False

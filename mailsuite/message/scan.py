@@ -25,6 +25,7 @@ from mailsuite.message import headers as hdr
 
 MAX_DEPTH = 100  # nesting of multipart and message/rfc822 entities
 MAX_PARTS = 10_000  # entities in one message
+MAX_HEADER_FIELDS = 10_000  # fields told apart in one header (the rest join the last one)
 
 IDENTITY_ENCODINGS = frozenset({"7bit", "8bit", "binary"})
 
@@ -113,7 +114,10 @@ def split_header(raw: bytes, start: int, end: int) -> tuple[list[HeaderField], i
     if fields_end <= start:
         return [], body_start
     starts = [start]
-    starts.extend(m.end() for m in _FIELD_START.finditer(raw, start, fields_end))
+    for m in _FIELD_START.finditer(raw, start, fields_end):
+        starts.append(m.end())
+        if len(starts) > MAX_HEADER_FIELDS:
+            break  # the rest of the header stays inside the last field kept
     if starts[-1] >= fields_end:
         starts.pop()
     starts.append(fields_end)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailsuite.message.scan import Entity, header_end, parse_message, resolve, split_header
+from mailsuite.message.summary import SUMMARY_VERSION
 
 MAX_PART_DEPTH = 20  # section-part numbers beyond this many levels are refused
 MAX_FIELDS = 200  # names in a HEADER.FIELDS list
@@ -273,7 +274,11 @@ def extract(raw: bytes, section: Section | str, summary: dict[str, Any] | None =
             body_start = header_end(raw, 0, len(raw))[1]
         return _message_text(raw, 0, body_start, len(raw), section)
     try:
-        if summary is not None and summary.get("size") == len(raw) and "body" in summary:
+        if (
+            summary is not None
+            and summary.get("version") == SUMMARY_VERSION
+            and summary.get("size") == len(raw)
+        ):
             return extract_with_summary(raw, summary, section)
         return extract_from(raw, parse_message(raw), section)
     except (RecursionError, KeyError, TypeError, IndexError):
