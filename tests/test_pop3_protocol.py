@@ -591,3 +591,23 @@ class MailLogLines(Base):
         self.assertEqual(log.lines[-1][0], "pop3-update")
         self.assertEqual(log.lines[-1][1]["deleted"], 1)
         self.assertEqual(log.lines[-1][1]["retrieved"], 1)
+
+
+class Failures(Base):
+    def test_store_failure_in_a_command_answers_sys_temp_and_closes(self) -> None:
+        c = self.logged_in()
+
+        def broken() -> None:
+            raise OSError("disk on fire")
+
+        c.proto.maildrop.stat = broken  # type: ignore[union-attr,method-assign]
+        self.assertEqual(c.cmd("STAT"), b"-ERR [SYS/TEMP] Internal error, closing.\r\n")
+        self.assertTrue(c.transport.disconnecting)
+        self.flushLoggedErrors(OSError)
+
+    def test_auth_plain_authzid_equal_to_user_is_accepted(self) -> None:
+        c = Client(self.ctx)
+        self.assertEqual(
+            c.cmd(f"AUTH PLAIN {plain(ALICE, PASSWORD, authz=ALICE.upper())}"),
+            b"+OK Logged in.\r\n",
+        )

@@ -38,7 +38,7 @@ def parse_plain(data: bytes) -> tuple[str, str] | None:
         authzid, authcid, passwd = (p.decode("utf-8") for p in parts)
     except UnicodeDecodeError:
         return None
-    if not authcid or (authzid and authzid != authcid):
+    if not authcid or (authzid and authzid.lower() != authcid.lower()):
         return None
     return authcid, passwd
 

@@ -228,7 +228,7 @@ class Pop3Connection(Protocol, TimeoutMixin):
             return
         self.log.failure("pop3: command failed", failure)
         if not self._disconnected:
-            self.send(R.err("Internal error.", R.SYS_TEMP))
+            self.send(R.INTERNAL_ERROR)
             self._close()
         return
 
@@ -277,7 +277,13 @@ class Pop3Connection(Protocol, TimeoutMixin):
             return
         if command != "PASS":
             self._pending_user = None  # RFC 1939: PASS must follow USER directly
-        getattr(self, "do_" + command)(arg)
+        try:
+            getattr(self, "do_" + command)(arg)
+        except Exception:  # noqa: BLE001 - a bug or a store failure must not kill the reactor loop
+            self.log.failure("pop3: {command} failed", command=command)
+            if not self._disconnected:
+                self.send(R.INTERNAL_ERROR)
+                self._close()
 
 
 def _set_no_delay(transport: Any) -> None:
