@@ -190,3 +190,17 @@ def test_real_throttle_blocks_after_ten_failures_with_same_reply() -> None:
         out = c.take()
     assert c.status(out) == AUTH_FAILED
     assert set(replies) == {AUTH_FAILED}
+
+
+def test_login_with_literals() -> None:
+    c = Client(make_ctx())
+    assert c.send(b"a LOGIN {18}\r\n") == b"+ Ready for literal data\r\n"
+    assert c.send(ALICE.encode() + b" {13}\r\n") == b"+ Ready for literal data\r\n"
+    assert c.send(PASSWORD.encode() + b"\r\n").startswith(b"a OK")
+
+
+def test_login_with_non_synchronising_literals() -> None:
+    c = Client(make_ctx())
+    out = c.send(b"a LOGIN {18+}\r\n" + ALICE.encode() + b" {13+}\r\n" + PASSWORD.encode()
+                 + b"\r\n")
+    assert out.startswith(b"a OK")

@@ -161,3 +161,49 @@ class EndToEnd(unittest.TestCase):
         listing, bad = yield threads.deferToThread(client)
         self.assertNotIn(b"bob", b"".join(listing[1]))
         self.assertEqual(bad[0], "NO")
+
+    @defer.inlineCallbacks
+    def test_examine_changes_nothing_on_disk(self):  # type: ignore[no-untyped-def]
+        yield self.server.deliver(ALICE, message(1))
+        inbox = self.server.data_dir / "example.test" / "alice"
+
+        def names() -> list[str]:
+            return sorted(p.name for sub in ("new", "cur") for p in (inbox / sub).iterdir())
+
+        before = names()
+
+        def client() -> tuple:
+            imap = self.server.imap()
+            examined = imap.select("INBOX", readonly=True)
+            fetched = imap.fetch("1", "(BODY[])")
+            stored = imap.store("1", "+FLAGS", "(\\Deleted)")
+            imap.logout()
+            return examined, fetched, stored
+
+        with_errors = yield threads.deferToThread(self._catching, client)
+        self.assertEqual(names(), before)
+        self.assertIn("read-only", str(with_errors).lower())
+
+    @staticmethod
+    def _catching(func):  # type: ignore[no-untyped-def]
+        try:
+            return func()
+        except imaplib.IMAP4.error as e:
+            return e
+
+    @defer.inlineCallbacks
+    def test_large_fetch_over_tls(self):  # type: ignore[no-untyped-def]
+        body = "y" * 300_000
+        for n in range(1, 11):
+            yield self.server.deliver(ALICE, message(n, body=body))
+
+        def client() -> list:
+            imap = self.server.imap()
+            imap.select("INBOX")
+            _, data = imap.fetch("1:10", "(BODY.PEEK[])")
+            imap.logout()
+            return [item[1] for item in data if isinstance(item, tuple)]
+
+        bodies = yield threads.deferToThread(client)
+        self.assertEqual(len(bodies), 10)
+        self.assertTrue(all(body.encode() in b for b in bodies))

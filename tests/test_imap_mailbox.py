@@ -184,3 +184,27 @@ def test_getquotaroot() -> None:
     c = logged_in()
     out = c.ok("GETQUOTAROOT INBOX")
     assert b'* QUOTAROOT "INBOX" ""' in out and b'* QUOTA "" (' in out
+
+
+def test_list_extended_several_patterns() -> None:
+    c = logged_in()
+    out = c.ok('LIST "" ("Sent" "Trash")')
+    assert len(untagged(out, "LIST")) == 2
+
+
+def test_list_return_subscribed() -> None:
+    c = logged_in()
+    c.ok("CREATE News")
+    c.ok("SUBSCRIBE News")
+    assert b'(\\HasNoChildren \\Subscribed) "/" "News"' in c.ok('LIST "" "News" RETURN (SUBSCRIBED)')
+
+
+def test_status_appendlimit() -> None:
+    c = logged_in()
+    assert b"APPENDLIMIT 52428800" in c.ok("STATUS INBOX (APPENDLIMIT)")
+
+
+def test_closed_sent_when_switching_mailbox() -> None:
+    c = logged_in()
+    c.select()
+    assert b"* OK [CLOSED]" in c.select("Sent")

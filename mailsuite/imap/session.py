@@ -145,12 +145,12 @@ class SelectedView:
         session = self.session
         out: list[bytes] = []
         if self.dirty or (self.ghosts and allow_expunge):
-            self.dirty = False
             self._refreshing = True
             try:
                 self.folder.refresh()
             finally:
                 self._refreshing = False
+            self.dirty = False  # events raised by the refresh are covered by the diff below
             if self.folder.uidvalidity != self.uidvalidity:
                 raise MailboxGone(b"Mailbox UIDVALIDITY changed, reconnect.")
             current = [m.uid for m in self.folder.messages()]
