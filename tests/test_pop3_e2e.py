@@ -176,6 +176,25 @@ class PoplibTests(E2ETestCase):
 
         return self.run_async(go())
 
+    def test_streamed_retr_after_stls(self) -> defer.Deferred[Any]:
+        big = b"Subject: big\r\n\r\n" + b"".join(b".%06d\r\n" % i for i in range(150000))
+
+        async def go() -> None:
+            await self.server.deliver(big)
+
+            def session() -> list[bytes]:
+                pop = self.stls_client()
+                pop.user(ALICE)
+                pop.pass_(PASSWORD)
+                lines = pop.retr(1)[1]
+                pop.quit()
+                return lines
+
+            lines = await in_thread(session)
+            self.assertEqual(lines, big.rstrip(b"\r\n").split(b"\r\n"))
+
+        return self.run_async(go())
+
     def test_user_before_stls_is_refused(self) -> defer.Deferred[Any]:
         def session() -> str:
             pop = poplib.POP3("127.0.0.1", self.server.port, timeout=30)
