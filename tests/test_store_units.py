@@ -1,0 +1,158 @@
+"""Unit tests of the store's pure helpers: names, flags, file names, uidlist parsing, locks."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from mailsuite.errors import InvalidFolderName, StoreError, TemporaryStoreError
+from mailsuite.interfaces import FlagMode
+from mailsuite.store import filenames, layout
+from mailsuite.store.flags import apply_mode, normalize_flags
+from mailsuite.store.locking import DotLock
+from mailsuite.store.names import canonical_name, split_name
+from mailsuite.store.uidlist import UidList
+
+
+def test_inbox_children_are_canonicalised():
+    assert canonical_name("inbox/Sub") == "INBOX/Sub"
+
+
+def test_other_names_keep_their_case():
+    assert canonical_name("Projects/Q1") == "Projects/Q1"
+
+
+def test_inbox_splits_to_nothing():
+    assert split_name("InBoX") == ()
+
+
+@pytest.mark.parametrize("name", ["a" * 300, "/".join(["x"] * 20), "\u0085next-line", "tab\there"])
+def test_unstorable_names_are_refused(name):
+    with pytest.raises(InvalidFolderName):
+        split_name(name)
+
+
+def test_folder_dir_is_inside_user_dir():
+    assert layout.folder_dir("/m/d/u", "a/b") == "/m/d/u/.a.b"
+
+
+def test_dir_name_decodes_back():
+    assert layout.name_of_dir(".Entw&APw-rfe.sub") == "Entw\u00fcrfe/sub"
+
+
+def test_dir_name_with_invalid_utf7_is_ignored():
+    assert layout.name_of_dir(".&Jjo") is None
+
+
+@pytest.mark.parametrize("user", ["../x@example.test", "x@..", "noat", ".hidden@example.test", "a/b@example.test"])
+def test_unsafe_users_are_refused(user):
+    with pytest.raises(StoreError):
+        layout.user_dir("/m", user)
+
+
+def test_recent_cannot_be_stored():
+    assert normalize_flags(["\\Recent", "\\SEEN"]) == frozenset({"\\Seen"})
+
+
+def test_unknown_system_flag_is_refused():
+    with pytest.raises(StoreError):
+        normalize_flags(["\\Bogus"])
+
+
+@pytest.mark.parametrize("keyword", ["has space", "paren(", "", "x" * 101, "caf\u00e9"])
+def test_keyword_must_be_an_atom(keyword):
+    with pytest.raises(StoreError):
+        normalize_flags([keyword])
+
+
+def test_apply_modes():
+    current = frozenset({"\\Seen", "a"})
+    assert (
+        apply_mode(current, frozenset({"b"}), FlagMode.ADD),
+        apply_mode(current, frozenset({"a"}), FlagMode.REMOVE),
+        apply_mode(current, frozenset({"c"}), FlagMode.REPLACE),
+    ) == (frozenset({"\\Seen", "a", "b"}), frozenset({"\\Seen"}), frozenset({"c"}))
+
+
+def test_size_and_time_from_dovecot_name():
+    base = "1700000000.M1P2Q3.host,S=1234,W=1260"
+    assert (filenames.size_from_base(base), filenames.time_from_base(base)) == (1234, 1700000000)
+
+
+def test_split_name_without_info():
+    assert filenames.split_name("123.x.host") == ("123.x.host", None)
+
+
+def test_long_base_gets_digest_pop_id():
+    pop_id = filenames.pop_id_for("1." + "h" * 100)
+    assert (len(pop_id), pop_id.isalnum()) == (40, True)
+
+
+def test_made_names_are_unique():
+    maker = filenames.NameMaker("host")
+    assert len({maker.make(1.5, 10) for _ in range(1000)}) == 1000
+
+
+def test_host_with_slash_and_colon_is_escaped():
+    name = filenames.NameMaker("a/b:c").make(1.0, 1)
+    assert "/" not in name and ":" not in name
+
+
+def test_uidlist_reads_version_1(tmp_path):
+    (tmp_path / "dovecot-uidlist").write_text("1 1234 5\n3 123.a.host\n")
+    uidlist = UidList(str(tmp_path), str(tmp_path), fsync=False)
+    uidlist.reload()
+    assert (uidlist.uidvalidity, uidlist.next_uid) == (1234, 5)
+
+
+def test_uidlist_ignores_partial_last_line(tmp_path):
+    (tmp_path / "dovecot-uidlist").write_text("3 V7 N1 Gx\n1 :a\n2 :b")
+    uidlist = UidList(str(tmp_path), str(tmp_path), fsync=False)
+    uidlist.reload()
+    assert uidlist.uid_of == {"a": 1}
+
+
+def test_uidlist_ignores_descending_records(tmp_path):
+    (tmp_path / "dovecot-uidlist").write_text("3 V7 N1 Gx\n5 :a\n3 :b\n6 :c\n")
+    uidlist = UidList(str(tmp_path), str(tmp_path), fsync=False)
+    uidlist.reload()
+    assert (uidlist.uid_of, uidlist.next_uid) == ({"a": 5, "c": 6}, 7)
+
+
+def test_uidlist_reads_appended_tail(tmp_path):
+    path = tmp_path / "dovecot-uidlist"
+    path.write_text("3 V7 N1 Gx\n1 :a\n")
+    uidlist = UidList(str(tmp_path), str(tmp_path), fsync=False)
+    uidlist.reload()
+    with open(path, "a") as f:
+        f.write("2 :b\n")
+    uidlist.reload()
+    assert uidlist.uid_of == {"a": 1, "b": 2}
+
+
+def test_assign_keeps_known_uids(tmp_path):
+    uidlist = UidList(str(tmp_path), str(tmp_path), fsync=False)
+    uidlist.ensure(1_700_000_000)
+    first = uidlist.assign(["a", "b"], 0)
+    assert uidlist.assign(["b", "c"], 0) == [first[1], first[1] + 1]
+
+
+def test_busy_lock_times_out(tmp_path):
+    path = str(tmp_path / "x.lock")
+    with open(path, "w") as f:
+        f.write(f"{os.getpid()}:{socket.gethostname()}\n")
+    with pytest.raises(TemporaryStoreError):
+        DotLock(path).acquire(0.05)
+
+
+def test_old_lock_is_stale(tmp_path):
+    path = str(tmp_path / "x.lock")
+    with open(path, "w") as f:
+        f.write("1:some-other-host\n")
+    os.utime(path, (1_000_000_000, 1_000_000_000))
+    lock = DotLock(path)
+    lock.acquire(0.05)
+    lock.release()
+    assert not os.path.exists(path)
