@@ -369,16 +369,41 @@ class Accounts:
         hashed = record["password"] if record else passwords.DUMMY_HASH
         known = record is not None
 
-        def check() -> str | None:
+        def check() -> tuple[str | None, str | None]:
             ok = passwords.verify_password(hashed, password)
-            return name if (ok and known) else None
+            if not (ok and known):
+                return None, None
+            # A hash made with weaker parameters than today's is replaced on a good login.
+            fresh = passwords.hash_password(password) if passwords.needs_rehash(hashed) else None
+            return name, fresh
+
+        def done(result: tuple[str | None, str | None]) -> str | None:
+            found, fresh = result
+            if found is not None and fresh is not None:
+                self._replace_hash(found, hashed, fresh)
+            return found
 
         reactor = self._reactor
         if reactor is None:
             from twisted.internet import reactor  # type: ignore[no-redef]
-        return self._hash_slots.run(
+        d = self._hash_slots.run(
             threads.deferToThreadPool, reactor, reactor.getThreadPool(), check
         )
+        return d.addCallback(done)
+
+    def _replace_hash(self, user: str, old: str, new: str) -> None:
+        """Store a re-made hash unless the password was changed meanwhile."""
+
+        def change(data: Data) -> None:
+            record = data["users"].get(user)
+            if record is not None and record["password"] == old:
+                record["password"] = new
+
+        try:
+            self._persistence.update(change)
+        except (OSError, AccountsError) as exc:  # keep working with the old hash
+            FilePersistence.log.warn("cannot store the re-made hash of {user}: {error}",
+                                     user=user, error=str(exc))
 
     # -- administration -------------------------------------------------------------------
 

@@ -252,3 +252,25 @@ def test_sender_addresses_follow_changes(accounts):
 
 def test_sender_addresses_of_unknown_user_empty(accounts):
     assert accounts.sender_addresses("ghost@example.test") == frozenset()
+
+
+class RehashTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_weak_hash_replaced_on_good_login(self):
+        from argon2 import PasswordHasher
+
+        accounts = MemoryAccounts(domains=[D])
+        accounts.add_user("old@example.test", "pw")
+        weak = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash("pw")
+
+        def set_weak(data):
+            data["users"]["old@example.test"]["password"] = weak
+
+        accounts._persistence.update(set_weak)
+        user = yield accounts.check_password("old@example.test", "pw")
+        self.assertEqual(user, "old@example.test")
+        stored = accounts._data["users"]["old@example.test"]["password"]
+        self.assertNotEqual(stored, weak)
+        self.assertTrue(stored.startswith("$argon2id$v=19$m=65536"))
+        self.assertEqual((yield accounts.check_password("old@example.test", "pw")),
+                         "old@example.test")
