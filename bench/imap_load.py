@@ -4,13 +4,14 @@
     python bench/imap_load.py ... --warmup          # one session per user: SELECT + FETCH all
     python bench/imap_load.py ... --idle 1000 --hold 30   # memory: N sessions parked in IDLE
 
-Load mode: each client logs in (client i uses user i mod len(users)), SELECTs INBOX and then
-repeats a fixed mix of commands until ``--duration`` seconds have passed or ``--max-rounds``
+Load mode: every client logs in (client i uses user i mod len(users)) and SELECTs INBOX, 50
+at a time; once all are in, the timed part starts and each client repeats a fixed mix of commands until ``--duration`` seconds have passed or ``--max-rounds``
 rounds are done: ``UID FETCH 1:* (FLAGS)``, a page of 50 ``(UID RFC822.SIZE FLAGS ENVELOPE)``,
 ``BODYSTRUCTURE`` and ``BODY.PEEK[]`` of single messages, ``UID STORE +FLAGS/-FLAGS``,
 ``UID SEARCH UNSEEN``, ``SEARCH SUBJECT``, ``APPEND`` of a small message, ``NOOP`` and an
 ``IDLE``/``DONE`` cycle.  It prints one JSON object: commands done, failures, elapsed seconds,
-median latency per command kind.
+median latency per command kind, and (with ``--server-pids``) the server's CPU seconds during
+the timed part.
 
 Idle mode: opens ``--idle`` sessions (at most 50 logging in at a time), each LOGIN, SELECT, IDLE;
 when all are idling it prints ``READY <n>`` and waits until stdin is closed or ``--hold`` seconds
@@ -111,6 +112,16 @@ class Session:
         self.writer.close()
 
 
+def server_cpu(pids: str) -> float:
+    """CPU seconds of the server's process trees (``--server-pids``), read from /proc."""
+    if not pids:
+        return 0.0
+    from benchlib import procs
+
+    roots = [int(p) for p in pids.split(",") if p]
+    return procs.cpu_seconds(p for r in roots for p in procs.tree_pids(r))
+
+
 def quote(s: str) -> bytes:
     return b'"' + s.replace("\\", "\\\\").replace('"', '\\"').encode() + b'"'
 
@@ -131,11 +142,9 @@ APPEND_MESSAGE = (b"From: Load <load@example.test>\r\nTo: alice@bench.test\r\n"
                   b"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\nhello\r\n")
 
 
-async def one_client(index: int, args, stats: dict[str, list[float]], failures: list[str],
-                     stop_at: float) -> None:
-    users = args.users.split(",")
+async def one_client(index: int, session: Session, args, stats: dict[str, list[float]],
+                     failures: list[str], stop_at: float) -> None:
     rng = random.Random(index)
-    session = await login(args.port, users[index % len(users)], args.password, args.timeout)
     try:
         rounds = 0
         while time.monotonic() < stop_at and rounds < args.max_rounds:
@@ -181,16 +190,34 @@ async def one_client(index: int, args, stats: dict[str, list[float]], failures: 
 async def load(args) -> dict:
     stats: dict[str, list[float]] = {}
     failures: list[str] = []
+    users = args.users.split(",")
+    # Every client logs in and selects first (50 at a time); the timed part starts after.
+    gate = asyncio.Semaphore(50)
+
+    async def open_one(i: int) -> Session:
+        async with gate:
+            return await login(args.port, users[i % len(users)], args.password, args.timeout)
+
+    login_start = time.monotonic()
+    opened = await asyncio.gather(*(open_one(i) for i in range(args.clients)),
+                                  return_exceptions=True)
+    login_seconds = time.monotonic() - login_start
+    sessions = [s for s in opened if isinstance(s, Session)]
+    crashed = [f"{type(r).__name__}: {r}" for r in opened if isinstance(r, BaseException)]
+    cpu_before = server_cpu(args.server_pids)
     start = time.monotonic()
     stop_at = start + args.duration
     results = await asyncio.gather(
-        *(one_client(i, args, stats, failures, stop_at) for i in range(args.clients)),
+        *(one_client(i, s, args, stats, failures, stop_at) for i, s in enumerate(sessions)),
         return_exceptions=True)
     elapsed = time.monotonic() - start
-    crashed = [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
+    cpu_used = server_cpu(args.server_pids) - cpu_before
+    crashed += [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
     all_latencies = [x for values in stats.values() for x in values]
     return {
         "clients": args.clients,
+        "login_seconds": login_seconds,
+        "server_cpu": cpu_used if args.server_pids else None,
         "commands": len(all_latencies),
         "elapsed": elapsed,
         "failures": len(failures),
@@ -260,6 +287,9 @@ def main() -> None:
     parser.add_argument("--max-rounds", type=int, default=100_000)
     parser.add_argument("--timeout", type=float, default=60.0, help="bound on every single wait")
     parser.add_argument("--warmup", action="store_true")
+    parser.add_argument("--server-pids", default="",
+                        help="comma-separated pids of the server: report its CPU seconds over "
+                             "the timed part (after the logins)")
     parser.add_argument("--idle", type=int, default=0, help="idle mode: number of sessions")
     parser.add_argument("--hold", type=float, default=60.0)
     args = parser.parse_args()

@@ -1,6 +1,7 @@
 """A private Dovecot instance (IMAP + POP3) in a temporary directory.
 
-Its own configuration file, ``base_dir``, log file and passwd-file user database; it listens on
+Its own configuration file, ``base_dir``, log file and passwd-file user database (ARGON2ID
+hashes made with ``doveadm pw``, as mailsuite stores argon2id hashes); it listens on
 two free loopback ports and serves ``maildir:<root>/<domain>/<user>`` (a copy of the benchmark
 Maildir) as the unprivileged user ``nobody``.  It runs in the foreground (``dovecot -F``) in its
 own process group, so stopping it is killing that group.
@@ -87,6 +88,12 @@ def version() -> str:
     return "Dovecot " + res.stdout.strip()
 
 
+def password_hash(password: str) -> str:
+    """An ARGON2ID hash made by Dovecot itself (64 MiB, 3 passes: the cost mailsuite pays)."""
+    res = procs.run_checked(["doveadm", "pw", "-s", "ARGON2ID", "-p", password], timeout=60)
+    return res.stdout.strip()
+
+
 class DovecotInstance:
     """One private Dovecot serving the Maildirs under ``mail_root`` (``<domain>/<user>``)."""
 
@@ -106,7 +113,7 @@ class DovecotInstance:
         for d in (base, state, home):
             d.mkdir(parents=True, exist_ok=True)
         passwd = self.dir / "passwd"
-        passwd.write_text("".join(f"{u}:{{PLAIN}}{p}\n" for u, p in self.users.items()))
+        passwd.write_text("".join(f"{u}:{password_hash(p)}\n" for u, p in self.users.items()))
         for path in (self.mail_root, home):
             for root, dirs, files in os.walk(path):
                 os.chown(root, nobody.pw_uid, nobody.pw_gid)

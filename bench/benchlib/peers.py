@@ -274,7 +274,8 @@ class Mailsuite(ProcessServer):
         # server's start independent of this machine's resolver configuration.
         tables: dict[str, dict[str, object]] = {
             "relay": {"port": relay_port, "nameservers": list(nameservers) or ["127.0.0.1:1"]},
-            "pop3": {"allow_plaintext_auth": True},
+            "pop3": {"allow_plaintext_auth": True},  # as Dovecot's disable_plaintext_auth = no
+            "imap": {"allow_plaintext_auth": True},
         }
         for table, values in (settings or {}).items():
             tables.setdefault(table, {}).update(values)

@@ -77,6 +77,7 @@ EXTRA_LABELS = {
     "connections": "connections",
     "mb_per_s": "MB/s",
     "rss_total": "RSS total",
+    "login_rate": "logins/s",
     "base_memory": "memory before",
 }
 EXTRA_FORMAT = {
@@ -85,6 +86,7 @@ EXTRA_FORMAT = {
     "connections": lambda v: f"{v:.0f}",
     "mb_per_s": lambda v: f"{v:.1f}",
     "rss_total": lambda v: f"{v / 1e6:.1f} MB",
+    "login_rate": lambda v: f"{v:.1f}",
     "base_memory": lambda v: f"{v / 1e6:.1f} MB",
 }
 

@@ -2,7 +2,8 @@
 
 It measures deliveries per second into one mailbox with fsync on against the disk's raw
 fsync+rename rate in the same run, and the open of a large folder.  Its output is reproduced
-verbatim; ``--quick`` is passed on when the script accepts it.
+verbatim; ``--quick`` is passed on when the script accepts it, and ``--dir`` points it at
+the runner's scratch directory.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ def run(ctx) -> Workload:
     argv = [sys.executable, str(SCRIPT)]
     if ctx.quick and "--quick" in helptext.stdout:
         argv.append("--quick")
+    workdir = ctx.workdir("store")
+    if "--dir" in helptext.stdout:
+        argv += ["--dir", str(workdir)]
     limit = 240 if ctx.quick else 1200
     try:
         res = subprocess.run(argv, capture_output=True, text=True, timeout=limit,
@@ -33,7 +37,10 @@ def run(ctx) -> Workload:
     except subprocess.TimeoutExpired:
         wl.skipped = f"bench/store_bench.py did not finish within {limit} s"
         return wl
+    ctx.cleanup(workdir)
     command = "python bench/store_bench.py" + (" --quick" if "--quick" in argv else "")
+    if "--dir" in argv:
+        command += " --dir <scratch directory on the same disk as /tmp>"
     wl.notes.append(f"Command: `{command}` (exit status {res.returncode}).")
     if res.returncode != 0:
         wl.skipped = f"bench/store_bench.py failed: {' '.join(res.stderr.split())[-400:]}"
