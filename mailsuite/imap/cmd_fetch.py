@@ -250,6 +250,7 @@ async def _write_responses(session: Session, view: SelectedView, ranges: list[ra
             out, size = [], 0
             session.protocol.begin_streaming()
             await session.protocol.writable()
+            await session.protocol.pause()  # other sessions get a turn during long FETCHes
             messages = folder.messages()
     if out:
         session.send(b"".join(out))

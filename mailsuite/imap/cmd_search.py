@@ -24,6 +24,7 @@ SELECTED = (State.SELECTED,)
 MAX_DEPTH = 32
 MAX_KEYS = 1000
 CHARSETS = ("UTF-8", "US-ASCII")
+YIELD_EVERY = (50000, 2000, 200, 100)  # messages tested between reactor turns, by cost
 
 FLAG_KEYS = {
     "ANSWERED": ("\\Answered", True), "UNANSWERED": ("\\Answered", False),
@@ -271,14 +272,14 @@ def _compare(op: str, got: datetime.date, day: datetime.date) -> bool:
 
 
 async def search(session: Session, r: Reader) -> Reply | None:
-    return _search(session, r, uid_mode=False)
+    return await _search(session, r, uid_mode=False)
 
 
 async def uid_search(session: Session, r: Reader) -> Reply | None:
-    return _search(session, r, uid_mode=True)
+    return await _search(session, r, uid_mode=True)
 
 
-def _search(session: Session, r: Reader, uid_mode: bool) -> Reply | None:
+async def _search(session: Session, r: Reader, uid_mode: bool) -> Reply | None:
     view = session.require_selected()
     r.sp()
     return_opts: list[str] | None = None
@@ -312,7 +313,11 @@ def _search(session: Session, r: Reader, uid_mode: bool) -> Reply | None:
     folder = view.folder
     messages = folder.messages()
     test = root.test
+    step = YIELD_EVERY[min(root.cost, 3)]
     for index in range(view.exists):
+        if index and index % step == 0:
+            await session.protocol.pause()  # reading messages: let other sessions run
+            messages = folder.messages()
         info = view.info_at(index, messages)
         if info is None:
             continue

@@ -161,6 +161,14 @@ class ImapProtocol(Protocol, TimeoutMixin):
                 self.transport.unregisterProducer()
             self._release_waiters()
 
+    async def pause(self) -> None:
+        """Let the reactor run other connections for a moment (long commands call this)."""
+        d: Deferred[None] = Deferred()
+        self.ctx.reactor.callLater(0, d.callback, None)
+        await d
+        if self.closed:
+            raise net_error.ConnectionDone()
+
     async def writable(self) -> None:
         """Wait until the transport has drained enough to take more output."""
         if self._output_paused and not self.closed:
