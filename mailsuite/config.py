@@ -183,6 +183,18 @@ def _check(value: Any, tp: Any, source: str, key: str) -> Any:
         item_tp = args[0] if args else Any
         items = [_check(v, item_tp, source, f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key}: expected a table, got {value!r}")
+        key_tp, value_tp = typing.get_args(tp) or (str, Any)
+        return {_check(k, key_tp, source, key): _check(v, value_tp, source, f"{key}.{k}")
+                for k, v in value.items()}
+    if origin is typing.Literal:
+        choices = typing.get_args(tp)
+        if value in choices and type(value) in {type(c) for c in choices}:
+            return value
+        raise ConfigError(f"{source}: {key}: expected one of "
+                          f"{', '.join(repr(c) for c in choices)}, got {value!r}")
     if tp is Any:
         return value
     if tp is bool:

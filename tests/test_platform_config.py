@@ -131,3 +131,27 @@ def test_every_settings_field_is_accepted(tmp_path):
     config = load_config(write(tmp_path, "\n".join(lines) + "\n"))
     for table in ("smtp", "relay", "imap", "pop3", "store"):
         assert getattr(config, table) == getattr(defaults, table)
+
+
+def test_generic_types_dict_literal_optional(tmp_path):
+    """Fields parts may add later: tables, choices and optional values are checked too."""
+    import dataclasses
+    from typing import Literal
+
+    from mailsuite.config import parse_table
+
+    @dataclasses.dataclass(frozen=True)
+    class Example:
+        routes: dict[str, str] = dataclasses.field(default_factory=dict)
+        mode: Literal["fast", "safe"] = "safe"
+        limit: int | None = None
+
+    parsed = parse_table(Example, {"routes": {"a.test": "mx.a.test:25"}, "mode": "fast",
+                                   "limit": 3}, "f.toml", "x")
+    assert parsed == Example({"a.test": "mx.a.test:25"}, "fast", 3)
+    with pytest.raises(ConfigError, match=r"f.toml: x.mode: expected one of 'fast', 'safe'"):
+        parse_table(Example, {"mode": "slow"}, "f.toml", "x")
+    with pytest.raises(ConfigError, match=r"f.toml: x.routes.a.test: expected a string"):
+        parse_table(Example, {"routes": {"a.test": 25}}, "f.toml", "x")
+    with pytest.raises(ConfigError, match=r"f.toml: x.limit: expected an integer"):
+        parse_table(Example, {"limit": "3"}, "f.toml", "x")
