@@ -80,3 +80,62 @@ def test_plaintext_user_refused_on_pop3_port(mail_server: Any) -> None:
         raise AssertionError("USER accepted before STLS")
     finally:
         pop.quit()
+
+
+def memory_kib(pid: int, field: str) -> int:
+    """``VmRSS`` (resident now) or ``VmHWM`` (peak resident) of a process, from /proc."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field}")
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Linux: writing 5 to clear_refs resets VmHWM to the current RSS."""
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+
+
+def test_20mb_retr_does_not_grow_server_memory_by_the_message(mail_server: Any) -> None:
+    """The message is streamed: the server's peak RSS during RETR stays far below 20 MB more."""
+    import os
+    import socket
+
+    size = 20 * 1024 * 1024
+    mail_server.add_user(ALICE, PASSWORD)
+    maildir = mail_server.data_dir / "example.test" / "alice"
+    for sub in ("tmp", "new", "cur"):
+        (maildir / sub).mkdir(parents=True, exist_ok=True)
+    line = b"x" * 78 + b"\r\n"
+    with open(maildir / "tmp" / "1700000000.M1P1.bigtest", "wb") as f:  # Maildir delivery
+        f.write(b"Subject: big\r\n\r\n")
+        f.writelines(line for _ in range(size // len(line)))
+    name = "1700000000.M1P1.bigtest"
+    os.rename(maildir / "tmp" / name, maildir / "new" / name)
+
+    pid = mail_server.process.pid
+    ctx = client_context(mail_server)
+    sock = socket.create_connection(("127.0.0.1", mail_server.ports["pop3s"]), 30)
+    with ctx.wrap_socket(sock) as s:
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(f"USER {ALICE}\r\nPASS {PASSWORD}\r\nSTAT\r\n".encode())
+        f.readline()
+        assert f.readline() == b"+OK Logged in.\r\n"
+        assert f.readline().startswith(b"+OK 1 ")
+        reset_peak_rss(pid)
+        before = memory_kib(pid, "VmRSS")
+        s.sendall(b"RETR 1\r\n")
+        received, tail = 0, b""
+        while not tail.endswith(b"\r\n.\r\n"):
+            chunk = f.read1(262144)
+            assert chunk, "connection closed during RETR"
+            received += len(chunk)
+            tail = (tail + chunk)[-5:]
+        after = memory_kib(pid, "VmHWM")
+        s.sendall(b"QUIT\r\n")
+        f.readline()
+    assert received > size
+    print(f"pop3 daemon 20 MB RETR: RSS {before} KiB before, peak {after} KiB during")
+    assert (after - before) * 1024 < size // 4
