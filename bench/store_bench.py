@@ -39,7 +39,8 @@ USER = "bench@example.test"
 SMALL = (
     b"From: sender@example.test\r\nTo: bench@example.test\r\nSubject: benchmark\r\n"
     b"Message-ID: <x@example.test>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\n"
-    + b"Hello, this is a small message body.\r\n" * 10
+    + b"Hello, this is a small message body.\r\n"
+    * 10
 )
 
 OPEN_SCRIPT = r"""
@@ -142,13 +143,18 @@ def make_big_folder(maildir: Path, count: int) -> None:
 
 def open_folder(root: Path) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", OPEN_SCRIPT, str(root), REPO], capture_output=True, text=True, check=True
+        [sys.executable, "-c", OPEN_SCRIPT, str(root), REPO],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dir", default=".", help="where to make the temporary directory")
     parser.add_argument("--deliveries", type=int, default=10_000)
     parser.add_argument("--messages", type=int, default=100_000)
@@ -165,23 +171,33 @@ def main() -> None:
         rawn = raw_rate(work / "rawn", args.raw, pool)
         rows.append((f"raw tmp+fsync+rename+fsync dir, {pool} threads", f"{rawn:,.0f} msg/s"))
         rows.append(
-            (f"store deliver() x{args.deliveries:,}, fsync on, {args.concurrency} in flight", f"{rate:,.0f} msg/s")
+            (
+                f"store deliver() x{args.deliveries:,}, fsync on, {args.concurrency} in flight",
+                f"{rate:,.0f} msg/s",
+            )
         )
-        rows.append(("  store / raw ({} threads)".format(pool), f"{rate / rawn:.0%}"))
+        rows.append((f"  store / raw ({pool} threads)", f"{rate / rawn:.0%}"))
         shutil.rmtree(work / "deliver", ignore_errors=True)
 
         big_root = work / "big"
         started = time.perf_counter()
         make_big_folder(big_root / "example.test" / "bench", args.messages)
-        rows.append((f"write {args.messages:,} files directly (setup)", f"{time.perf_counter() - started:.1f} s"))
+        rows.append(
+            (
+                f"write {args.messages:,} files directly (setup)",
+                f"{time.perf_counter() - started:.1f} s",
+            )
+        )
         for label in ("cold (no dovecot-uidlist yet)", "warm"):
             result = open_folder(big_root)
             assert result["count"] == args.messages, result
             rows.append(
                 (
                     f"open {args.messages:,}-message folder {label}, list UIDs/flags/sizes",
-                    f"{result['seconds']:.2f} s, peak RSS {result['peak_kb'] / 1024:.0f} MB "
-                    f"(interpreter+imports {result['baseline_kb'] / 1024:.0f} MB)",
+                    (
+                        f"{result['seconds']:.2f} s, peak RSS {result['peak_kb'] / 1024:.0f} MB "
+                        f"(interpreter+imports {result['baseline_kb'] / 1024:.0f} MB)"
+                    ),
                 )
             )
     finally:

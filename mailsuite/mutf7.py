@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import binascii
 
-__all__ = ["encode", "decode"]
+__all__ = ["decode", "encode"]
 
 _B64_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,")
 

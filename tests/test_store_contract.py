@@ -35,7 +35,22 @@ USER = "alice@example.test"
 OTHER = "bob@example.test"
 MESSAGE = b"From: a@example.test\r\nSubject: hello\r\n\r\nbody\r\n"
 SPECIAL = {"Sent", "Drafts", "Trash", "Junk", "Archive"}
-BAD_NAMES = ["", "/", "/etc", "a//b", "a/", "..", "a/../b", ".hidden", "a.b", "x\x00y", "x\ny", "a*", "b%", "a\\b"]
+BAD_NAMES = [
+    "",
+    "/",
+    "/etc",
+    "a//b",
+    "a/",
+    "..",
+    "a/../b",
+    ".hidden",
+    "a.b",
+    "x\x00y",
+    "x\ny",
+    "a*",
+    "b%",
+    "a\\b",
+]
 
 
 class FixedQuotas:
@@ -59,7 +74,9 @@ class StoreContract:
         self.account = self.store.account(USER)
 
     async def deliver(self, raw=MESSAGE, folder=INBOX, flags=(), internal_date=None):
-        return await self.account.deliver(raw, folder=folder, flags=flags, internal_date=internal_date)
+        return await self.account.deliver(
+            raw, folder=folder, flags=flags, internal_date=internal_date
+        )
 
     def open(self, name=INBOX, readonly=False):
         folder = self.account.open_folder(name, readonly=readonly)
@@ -109,7 +126,9 @@ class StoreContract:
 
     def test_unicode_folder_name_round_trips(self):
         self.account.create_folder("Entw\u00fcrfe/\u65e5\u672c & co")
-        self.assertIn("Entw\u00fcrfe/\u65e5\u672c & co", [f.name for f in self.account.list_folders()])
+        self.assertIn(
+            "Entw\u00fcrfe/\u65e5\u672c & co", [f.name for f in self.account.list_folders()]
+        )
 
     def test_bad_folder_names_are_refused(self):
         refused = []
@@ -236,7 +255,9 @@ class StoreContract:
 
     def test_uids_ascend_in_delivery_order(self):
         d = defer.Deferred.fromCoroutine(self._uids())
-        d.addCallback(lambda r: self.assertEqual(r[0], r[1]) or self.assertEqual(r[0], sorted(set(r[0]))))
+        d.addCallback(
+            lambda r: self.assertEqual(r[0], r[1]) or self.assertEqual(r[0], sorted(set(r[0])))
+        )
         return d
 
     async def _uidnext(self):
@@ -341,7 +362,9 @@ class StoreContract:
         return folder.get(info.uid).flags
 
     def test_add_flags(self):
-        d = defer.Deferred.fromCoroutine(self._flags([(["\\Seen"], FlagMode.ADD), (["\\Flagged"], FlagMode.ADD)]))
+        d = defer.Deferred.fromCoroutine(
+            self._flags([(["\\Seen"], FlagMode.ADD), (["\\Flagged"], FlagMode.ADD)])
+        )
         d.addCallback(self.assertEqual, frozenset({"\\Seen", "\\Flagged"}))
         return d
 
@@ -354,7 +377,9 @@ class StoreContract:
 
     def test_replace_flags(self):
         d = defer.Deferred.fromCoroutine(
-            self._flags([(["\\Seen", "\\Flagged"], FlagMode.ADD), (["\\Draft", "Work"], FlagMode.REPLACE)])
+            self._flags(
+                [(["\\Seen", "\\Flagged"], FlagMode.ADD), (["\\Draft", "Work"], FlagMode.REPLACE)]
+            )
         )
         d.addCallback(self.assertEqual, frozenset({"\\Draft", "Work"}))
         return d

@@ -132,13 +132,13 @@ class TwoProcessUidTests(unittest.TestCase):
         store.account(USER)
         maildir = root / "example.test" / "crash"
         count = 150
-        children = [_child(ASSIGN_LOOP, str(maildir), str(maildir), tag, str(count)) for tag in ("p1", "p2")]
+        children = [
+            _child(ASSIGN_LOOP, str(maildir), str(maildir), tag, str(count)) for tag in ("p1", "p2")
+        ]
         for child in children:
             child.wait(timeout=120)
             child.stdout.close()
         records = _uidlist_records(maildir / "dovecot-uidlist")
         uids = [uid for uid, _ in records]
         bases = {base for _, base in records}
-        self.assertEqual(
-            (uids, len(bases)), (list(range(1, 2 * count + 1)), 2 * count)
-        )
+        self.assertEqual((uids, len(bases)), (list(range(1, 2 * count + 1)), 2 * count))

@@ -88,9 +88,15 @@ class DovecotInteropTests(unittest.TestCase):
 
     def dovecot(self, *commands: str) -> str:
         """Run Dovecot's imap on the tree with these tagged commands; return its output."""
-        subprocess.run(["chown", "-R", "nobody:", str(self.root / "mail"), str(self.root / "home")], check=True)
+        subprocess.run(
+            ["chown", "-R", "nobody:", str(self.root / "mail"), str(self.root / "home")], check=True
+        )
         script = "".join(f"t{i} {c}\r\n" for i, c in enumerate(commands)) + "z LOGOUT\r\n"
-        env = {"USER": "alice", "HOME": str(self.root / "home" / "alice"), "PATH": os.environ.get("PATH", "")}
+        env = {
+            "USER": "alice",
+            "HOME": str(self.root / "home" / "alice"),
+            "PATH": os.environ.get("PATH", ""),
+        }
         out = subprocess.run(
             [IMAP_BINARY, "-c", str(self.root / "dovecot.conf")],
             input=script.encode(),
@@ -103,7 +109,9 @@ class DovecotInteropTests(unittest.TestCase):
 
     async def _seed(self):
         first = await self.account.deliver(b"Subject: one\r\n\r\nbody\r\n")
-        second = await self.account.deliver(b"Subject: two\r\n\r\nbody\r\n", flags=["\\Seen", "Work"])
+        second = await self.account.deliver(
+            b"Subject: two\r\n\r\nbody\r\n", flags=["\\Seen", "Work"]
+        )
         folder = self.account.open_folder(INBOX)
         folder.store_flags([first.uid], ["\\Flagged"], FlagMode.ADD)
         folder.close()
@@ -131,13 +139,18 @@ class DovecotInteropTests(unittest.TestCase):
         self.account.set_subscribed("Entw\u00fcrfe/sub", True)
         out = self.dovecot('LIST "" "*"', 'LSUB "" "*"')
         self.assertEqual(
-            ('"/" Entw&APw-rfe/sub\r\n' in out, '* LSUB () "/" Entw&APw-rfe/sub\r\n' in out), (True, True)
+            ('"/" Entw&APw-rfe/sub\r\n' in out, '* LSUB () "/" Entw&APw-rfe/sub\r\n' in out),
+            (True, True),
         )
 
     def test_what_dovecot_writes_reads_back(self):
         async def scenario():
             first, second = await self._seed()
-            self.dovecot("SELECT INBOX", "STORE 1 +FLAGS (Dove)", "APPEND INBOX (\\Seen) {12+}\r\nSubject: d\r\n")
+            self.dovecot(
+                "SELECT INBOX",
+                "STORE 1 +FLAGS (Dove)",
+                "APPEND INBOX (\\Seen) {12+}\r\nSubject: d\r\n",
+            )
             folder = self.new_store().account(USER).open_folder(INBOX)
             self.addCleanup(folder.close)
             got = [(m.uid, m.flags) for m in folder.messages()]

@@ -56,7 +56,9 @@ class MaildirTestCase(unittest.TestCase):
 
 class LayoutTests(MaildirTestCase):
     def test_user_maildir_is_domain_then_localpart(self):
-        self.assertEqual([(self.maildir / sub).is_dir() for sub in ("cur", "new", "tmp")], [True] * 3)
+        self.assertEqual(
+            [(self.maildir / sub).is_dir() for sub in ("cur", "new", "tmp")], [True] * 3
+        )
 
     def test_special_folders_are_maildirplusplus_directories(self):
         expected = {".Sent", ".Drafts", ".Trash", ".Junk", ".Archive"}
@@ -116,14 +118,18 @@ class FileNameTests(MaildirTestCase):
 
     @run
     async def test_flags_are_sorted_letters_in_cur(self):
-        await self.account.deliver(MESSAGE, flags=["\\Seen", "\\Answered", "\\Flagged", "\\Draft", "\\Deleted"])
+        await self.account.deliver(
+            MESSAGE, flags=["\\Seen", "\\Answered", "\\Flagged", "\\Draft", "\\Deleted"]
+        )
         self.assertTrue(self.files("cur")[0].endswith(":2,DFRST"))
 
     @run
     async def test_keywords_use_dovecot_keywords_file(self):
         await self.account.deliver(MESSAGE, flags=["Work", "$Label1"])
         table = (self.maildir / "dovecot-keywords").read_text().splitlines()
-        self.assertEqual((sorted(table), self.files("cur")[0][-5:]), (["0 $Label1", "1 Work"], ":2,ab"))
+        self.assertEqual(
+            (sorted(table), self.files("cur")[0][-5:]), (["0 $Label1", "1 Work"], ":2,ab")
+        )
 
     @run
     async def test_keyword_letters_written_by_others_are_read(self):
@@ -168,7 +174,9 @@ class UidPersistenceTests(MaildirTestCase):
         os.rename(self.maildir / "new" / name, self.maildir / "cur" / (name + ":2,S"))
         folder = self.open(self.new_store().account(USER))
         got = folder.messages()[0]
-        self.assertEqual((got.uid, got.pop_id, got.flags), (info.uid, info.pop_id, frozenset({"\\Seen"})))
+        self.assertEqual(
+            (got.uid, got.pop_id, got.flags), (info.uid, info.pop_id, frozenset({"\\Seen"}))
+        )
 
     @run
     async def test_next_uid_after_restart_is_higher(self):
@@ -196,7 +204,8 @@ class UidPersistenceTests(MaildirTestCase):
         store = self.new_store()
         folder = self.open(store.account(USER))
         self.assertEqual(
-            ([i.uid for i in folder.messages()], folder.uidvalidity, folder.uidnext), ([7, 9], 1234, 20)
+            ([i.uid for i in folder.messages()], folder.uidvalidity, folder.uidnext),
+            ([7, 9], 1234, 20),
         )
 
     @run
@@ -206,7 +215,8 @@ class UidPersistenceTests(MaildirTestCase):
         update = folder.store_flags([info.uid], ["\\Seen"], FlagMode.ADD)
         again = self.open(self.new_store().account(USER))
         self.assertEqual(
-            (again.get(info.uid).modseq, again.highest_modseq), (update.changed[0].modseq, folder.highest_modseq)
+            (again.get(info.uid).modseq, again.highest_modseq),
+            (update.changed[0].modseq, folder.highest_modseq),
         )
 
     @run
@@ -243,7 +253,11 @@ class OtherProgramTests(MaildirTestCase):
         mailbox.Maildir(str(self.maildir), create=False).add(MESSAGE)
         folder.refresh()
         self.assertEqual(
-            ([c.kind for c in seen], len(folder.messages()), folder.read_message(folder.messages()[0].uid)),
+            (
+                [c.kind for c in seen],
+                len(folder.messages()),
+                folder.read_message(folder.messages()[0].uid),
+            ),
             ([ChangeKind.ADDED], 1, MESSAGE),
         )
 
@@ -314,7 +328,13 @@ class OtherProgramTests(MaildirTestCase):
 class BadMessageTests(MaildirTestCase):
     @run
     async def test_bad_files_are_listed_and_read_byte_for_byte(self):
-        bad = [b"", b"\x00\x00\x00", b"Subject: \xff\xfe\r\n\r\n", b"no header at all", b"Subject: trunc"]
+        bad = [
+            b"",
+            b"\x00\x00\x00",
+            b"Subject: \xff\xfe\r\n\r\n",
+            b"no header at all",
+            b"Subject: trunc",
+        ]
         for i, raw in enumerate(bad):
             (self.maildir / "new" / f"170000000{i}.bad{i}.host").write_bytes(raw)
         folder = self.open()
@@ -343,7 +363,9 @@ class CacheTests(MaildirTestCase):
         path = self.maildir / "mailsuite-cache"
         lines = path.read_text().splitlines()
         uid, base, _ = lines[1].split("\t", 2)
-        path.write_text("\n".join([lines[0], f"{uid}\t{base}\t" + json.dumps({"marker": 1})]) + "\n")
+        path.write_text(
+            "\n".join([lines[0], f"{uid}\t{base}\t" + json.dumps({"marker": 1})]) + "\n"
+        )
         again = self.open(self.new_store().account(USER)).summary(info.uid)
         self.assertEqual((again, isinstance(first, dict)), ({"marker": 1}, True))
 
@@ -373,7 +395,9 @@ class CacheTests(MaildirTestCase):
         expected = folder.summary(info.uid)
         path = self.maildir / "mailsuite-cache"
         lines = path.read_text().splitlines()
-        path.write_text(lines[0] + f"\n{info.uid}\tsome-other-file\t" + json.dumps({"stale": 1}) + "\n")
+        path.write_text(
+            lines[0] + f"\n{info.uid}\tsome-other-file\t" + json.dumps({"stale": 1}) + "\n"
+        )
         self.assertEqual(self.open(self.new_store().account(USER)).summary(info.uid), expected)
 
 
@@ -456,16 +480,23 @@ class ConcurrencyTests(MaildirTestCase):
         await defer.gatherResults([self.account.deliver(MESSAGE) for _ in range(20)])
         self.assertEqual(len(folder.messages()), 20)
 
-    @run
-    async def test_stale_lock_of_dead_process_is_broken(self):
+    def test_stale_lock_of_dead_process_is_broken(self):
         import socket
         import subprocess
         import sys
 
-        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-        (self.maildir / "dovecot-uidlist.lock").write_text(f"{dead.stdout.strip()}:{socket.gethostname()}\n")
-        info = await self.account.deliver(MESSAGE)
-        self.assertEqual(info.uid, 1)
+        dead = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        (self.maildir / "dovecot-uidlist.lock").write_text(
+            f"{dead.stdout.strip()}:{socket.gethostname()}\n"
+        )
+        d = self.account.deliver(MESSAGE)
+        d.addCallback(lambda info: self.assertEqual(info.uid, 1))
+        return d
 
 
 class LimitsTests(MaildirTestCase):
@@ -497,7 +528,9 @@ class LimitsTests(MaildirTestCase):
         state = self.store.states[(USER, INBOX)]
         state.uidlist.compact([infos[2].pop_id])
         lines = (self.maildir / "dovecot-uidlist").read_text().splitlines()
-        self.assertEqual((lines[0].split()[2], lines[1:]), ("N4", [f"{infos[2].uid} :{infos[2].pop_id}"]))
+        self.assertEqual(
+            (lines[0].split()[2], lines[1:]), ("N4", [f"{infos[2].uid} :{infos[2].pop_id}"])
+        )
 
 
 class PeriodicTmpCleanupTests(MaildirTestCase):

@@ -97,7 +97,11 @@ class MuttTests(unittest.TestCase):
         async def scenario():
             info = await self.account.deliver(MESSAGE)
             run_mutt(self.maildir, "<flag-message>")
-            folder = MaildirStore(self.root, StoreSettings(), None, reactor).account(USER).open_folder(INBOX)
+            folder = (
+                MaildirStore(self.root, StoreSettings(), None, reactor)
+                .account(USER)
+                .open_folder(INBOX)
+            )
             self.addCleanup(folder.close)
             got = folder.messages()[0]
             self.assertEqual((got.uid, got.pop_id), (info.uid, info.pop_id))

@@ -46,7 +46,9 @@ def test_dir_name_with_invalid_utf7_is_ignored():
     assert layout.name_of_dir(".&Jjo") is None
 
 
-@pytest.mark.parametrize("user", ["../x@example.test", "x@..", "noat", ".hidden@example.test", "a/b@example.test"])
+@pytest.mark.parametrize(
+    "user", ["../x@example.test", "x@..", "noat", ".hidden@example.test", "a/b@example.test"]
+)
 def test_unsafe_users_are_refused(user):
     with pytest.raises(StoreError):
         layout.user_dir("/m", user)

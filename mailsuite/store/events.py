@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from twisted.logger import Logger
 
@@ -53,7 +53,7 @@ class ChangeHub:
         for listener in list(self._listeners.get((change.user, change.folder), ())):
             try:
                 listener(change)
-            except Exception:
+            except Exception:  # noqa: BLE001 -- one broken session must not starve the others
                 self.log.failure(
                     "change listener failed for {user} {folder}",
                     user=change.user,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from mailsuite.errors import StoreError
 from mailsuite.interfaces import SYSTEM_FLAGS, FlagMode

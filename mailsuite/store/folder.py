@@ -13,14 +13,23 @@ All methods run on the reactor thread except the blocking helpers handed to the 
 from __future__ import annotations
 
 import gc
+import itertools
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from mailsuite.errors import MessageNotFound, StoreError, TemporaryStoreError
-from mailsuite.interfaces import ChangeKind, FlagMode, FlagUpdate, FolderChange, FolderStatus, MessageInfo
+from mailsuite.interfaces import (
+    ChangeKind,
+    FlagMode,
+    FlagUpdate,
+    FolderChange,
+    FolderStatus,
+    MessageInfo,
+)
 from mailsuite.store.cache import SummaryCache
 from mailsuite.store.filenames import (
     FLAG_TO_LETTER,
@@ -66,7 +75,7 @@ class FolderState:
         self.modseq = ModseqLog(folder_dir)
         self.keywords = Keywords(folder_dir)
         self.cache = SummaryCache(folder_dir)
-        self.views = 0
+        self.views: int = 0
         self.loaded = False
         self.deleted = False
         self.entries: dict[int, Entry] = {}
@@ -201,7 +210,9 @@ class FolderState:
     def path_of(self, entry: Entry) -> str:
         return os.path.join(self.dir, "new" if entry[2] else "cur", entry[1])
 
-    def _publish(self, kind: ChangeKind, uids: Sequence[int], origin: object | None) -> FolderChange:
+    def _publish(
+        self, kind: ChangeKind, uids: Sequence[int], origin: object | None
+    ) -> FolderChange:
         change = FolderChange(self.user, self.name, kind, tuple(uids), self.modseq.highest, origin)
         self.store.hub.publish(change)
         return change
@@ -306,7 +317,14 @@ class FolderState:
                 base, info = filename[:idx], filename[idx + 3 :]
             s = base.find(",S=")
             dot = base.find(".")
-            if s < 0 or dot <= 0 or len(base) > 70 or not base.isascii() or not base.isprintable() or " " in base:
+            if (
+                s < 0
+                or dot <= 0
+                or len(base) > 70
+                or not base.isascii()
+                or not base.isprintable()
+                or " " in base
+            ):
                 entries[uid] = (make_info(uid, filename, in_new), filename, in_new)
                 continue
             e = base.find(",", s + 3)
@@ -337,7 +355,7 @@ class FolderState:
         if self._list is None:
             infos = [entry[0] for entry in self.entries.values()]
             uids = [i.uid for i in infos]
-            if any(a > b for a, b in zip(uids, uids[1:])):
+            if any(a > b for a, b in itertools.pairwise(uids)):
                 infos.sort(key=lambda i: i.uid)
                 self.entries = {i.uid: self.entries[i.uid] for i in infos}
             self._list = infos
@@ -453,11 +471,11 @@ class FolderState:
                     continue
                 unknown.append(base)
                 continue
+            assert uid is not None
             seen.add(uid)
             if entry[1] != filename or entry[2] != in_new or keywords_changed:
                 idx = filename.find(INFO_SEPARATOR)
-                info = filename[idx + 3 :] if idx >= 0 else ""
-                if self.flags_of(info) != entry[0].flags:
+                if self.flags_of(filename[idx + 3 :] if idx >= 0 else "") != entry[0].flags:
                     flag_changes.append((uid, filename, in_new))
                 else:
                     renamed.append((uid, filename, in_new))
@@ -466,9 +484,9 @@ class FolderState:
             # Confirm with a second look: a rename racing with readdir can hide a file once.
             again = self._scan()
             gone = [uid for uid in gone if _base_of(entries[uid][1]) not in again]
+            self._dirty = True  # files that appeared in the second look are taken next time
         for uid, filename, in_new in renamed:
-            info = entries[uid][0]
-            entries[uid] = (info, filename, in_new)
+            entries[uid] = (entries[uid][0], filename, in_new)
         changes: list[FolderChange] = []
         new_modseq = self.modseq.next()
         if gone:
@@ -562,7 +580,11 @@ class FolderState:
                 except FileNotFoundError:
                     lost = True  # changed or removed by another process: refresh decides
                     continue
-                info = _with(entries[uid][0], flags=self.flags_of(new_name[new_name.find(INFO_SEPARATOR) + 3 :]), modseq=modseq)
+                info = _with(
+                    entries[uid][0],
+                    flags=self.flags_of(new_name[new_name.find(INFO_SEPARATOR) + 3 :]),
+                    modseq=modseq,
+                )
                 entries[uid] = (info, new_name, False)
                 changed.append(info)
             if changed:
@@ -620,7 +642,9 @@ class FolderState:
         if self.modseq.records > 2 * live + 1000:
             self.modseq.compact(set(self.entries))
         if self.cache.needs_compaction():
-            self.cache.compact({uid: _base_of(e[1]) for uid, e in self.entries.items()}, self.uidvalidity)
+            self.cache.compact(
+                {uid: _base_of(e[1]) for uid, e in self.entries.items()}, self.uidvalidity
+            )
 
     # --- adding messages (group commit of UID assignment) -------------------------------
 
@@ -647,7 +671,9 @@ class FolderState:
         work = threads.deferToThreadPool(
             self.store.reactor, self.store.threadpool, self.uidlist.assign, bases, self._now()
         )
-        work.addCallbacks(self._flushed, self._flush_failed, callbackArgs=(batch,), errbackArgs=(batch,))
+        work.addCallbacks(
+            self._flushed, self._flush_failed, callbackArgs=(batch,), errbackArgs=(batch,)
+        )
 
     def _flushed(self, uids: list[int], batch: list) -> None:
         self.modseq.load(self.uidvalidity)
@@ -669,7 +695,12 @@ class FolderState:
                     infos.append(existing[0])
                     continue
                 info = MessageInfo(
-                    uid, self.flags_of(filename[len(base) + 3 :]), size, idate, self.modseq.of.get(uid, 1), pop_id_for(base)
+                    uid,
+                    self.flags_of(filename[len(base) + 3 :]),
+                    size,
+                    idate,
+                    self.modseq.of.get(uid, 1),
+                    pop_id_for(base),
                 )
                 if self.loaded:
                     self.entries[uid] = (info, filename, in_new)
@@ -687,7 +718,11 @@ class FolderState:
 
     def _flush_failed(self, failure: Any, batch: list) -> None:
         self.log.failure("UID assignment failed in {dir}", failure, dir=self.dir)
-        error = failure.value if isinstance(failure.value, StoreError) else TemporaryStoreError(str(failure.value))
+        error = (
+            failure.value
+            if isinstance(failure.value, StoreError)
+            else TemporaryStoreError(str(failure.value))
+        )
         for _, d in batch:
             d.errback(error)
         self._dirty = True
@@ -724,11 +759,11 @@ class FolderState:
 
         try:
             value = summarize(raw)
-        except Exception:
+        except Exception:  # noqa: BLE001 -- any bad file must still list and fetch
             self.log.failure("cannot summarize UID {uid} in {dir}", uid=uid, dir=self.dir)
             try:
                 value = summarize(b"\r\n")
-            except Exception:
+            except Exception:  # noqa: BLE001
                 value = {}
         self.cache.put(uid, base, self.uidvalidity, value)
         return value

@@ -18,7 +18,7 @@ MAX_KEYWORDS = 26
 class Keywords:
     """The keyword table of one folder."""
 
-    __slots__ = ("path", "names", "_mtime")
+    __slots__ = ("_mtime", "names", "path")
 
     def __init__(self, folder_dir: str) -> None:
         self.path = os.path.join(folder_dir, KEYWORDS_FILE)

@@ -38,7 +38,9 @@ def user_dir(root: str, user: str) -> str:
     local, sep, domain = user.rpartition("@")
     if not sep:
         raise StoreError(f"not a mail address: {user!r}")
-    return os.path.join(root, _safe_component(domain, "domain"), _safe_component(local, "local part"))
+    return os.path.join(
+        root, _safe_component(domain, "domain"), _safe_component(local, "local part")
+    )
 
 
 def folder_dir(user_directory: str, name: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable, Sequence
 
 from mailsuite.errors import QuotaExceeded
 from mailsuite.interfaces import INBOX, SPECIAL_USE_FOLDERS, FolderInfo, Quota, QuotaUsage
@@ -69,7 +69,7 @@ def check_quota(usage: QuotaUsage, size: int, count: int = 1) -> None:
             )
 
 
-def join_source(source: bytes | bytearray | memoryview | list[bytes] | tuple[bytes, ...]) -> bytes:
+def join_source(source: bytes | bytearray | memoryview | Sequence[bytes]) -> bytes:
     """The message bytes from ``bytes`` or a sequence of chunks."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source)

@@ -41,7 +41,7 @@ def _owner_is_dead(content: str, host: str) -> bool:
 class DotLock:
     """One lock file; ``acquire(timeout)`` / ``release()``; not reentrant."""
 
-    __slots__ = ("path", "_host", "_held")
+    __slots__ = ("_held", "_host", "path")
 
     def __init__(self, path: str) -> None:
         self.path = path

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from twisted.internet import defer, task, threads
 from twisted.logger import Logger
@@ -38,7 +39,6 @@ from mailsuite.interfaces import (
     FolderStatus,
     IAccounts,
     IAccountStore,
-    IFolder,
     IMailStore,
     MessageInfo,
     QuotaUsage,
@@ -54,7 +54,6 @@ from mailsuite.store.settings import StoreSettings
 from mailsuite.store.subscriptions import read_subscriptions, write_subscriptions
 from mailsuite.store.view import MaildirFolder
 from mailsuite.store.writer import MessageWriter, clean_tmp
-
 
 IDLE_STATES = 64  # folders without views whose UID lists stay in memory (LRU)
 KEEP_LOADED_BELOW = 10_000  # an idle folder this small keeps its index (cheap STATUS/SELECT)
@@ -107,7 +106,11 @@ class MaildirAccount:
             return names
         for entry in entries:
             name = layout.name_of_dir(entry)
-            if name is not None and name != INBOX and layout.is_maildir(os.path.join(self.dir, entry)):
+            if (
+                name is not None
+                and name != INBOX
+                and layout.is_maildir(os.path.join(self.dir, entry))
+            ):
                 names.append(name)
         return names
 
@@ -195,7 +198,9 @@ class MaildirAccount:
         subscribed = read_subscriptions(self.dir)
         moved = {n for n in subscribed if n == source or n.startswith(source + "/")}
         if moved:
-            write_subscriptions(self.dir, (subscribed - moved) | {target + n[len(source) :] for n in moved})
+            write_subscriptions(
+                self.dir, (subscribed - moved) | {target + n[len(source) :] for n in moved}
+            )
 
     def _rename_inbox(self, target: str) -> None:
         """RFC 3501 6.3.5: move INBOX's messages to a new folder; INBOX stays, empty."""
@@ -205,7 +210,9 @@ class MaildirAccount:
             source_sub = os.path.join(self.dir, sub)
             for filename in os.listdir(source_sub):
                 if not filename.startswith("."):
-                    os.rename(os.path.join(source_sub, filename), os.path.join(target_dir, sub, filename))
+                    os.rename(
+                        os.path.join(source_sub, filename), os.path.join(target_dir, sub, filename)
+                    )
         state = self.store.states.get((self.user, INBOX))
         if state is not None and state.loaded:
             state.refresh()
@@ -218,7 +225,7 @@ class MaildirAccount:
         elif not subscribed and canonical in names:
             write_subscriptions(self.dir, names - {canonical})
 
-    def open_folder(self, name: str, readonly: bool = False) -> IFolder:
+    def open_folder(self, name: str, readonly: bool = False) -> MaildirFolder:
         state = self.state(name)
         state.refresh()
         return MaildirFolder(state, readonly)
@@ -242,7 +249,7 @@ class MaildirAccount:
     ) -> Any:
         try:
             state = self.state(folder)
-        except Exception:
+        except StoreError:
             return defer.fail()
         return self.add_message(state, source, flags, internal_date)
 
@@ -291,13 +298,23 @@ class MaildirAccount:
         return infos[0]
 
     def transfer(
-        self, source: FolderState, uids: Iterable[int], destination: str, move: bool, origin: object | None
+        self,
+        source: FolderState,
+        uids: Iterable[int],
+        destination: str,
+        move: bool,
+        origin: object | None,
     ) -> Any:
         """COPY or MOVE (RFC 6851) ``uids`` to ``destination``; Deferred[list[(old, new)]]."""
         return defer.Deferred.fromCoroutine(self._transfer(source, uids, destination, move, origin))
 
     async def _transfer(
-        self, source: FolderState, uids: Iterable[int], destination: str, move: bool, origin: object | None
+        self,
+        source: FolderState,
+        uids: Iterable[int],
+        destination: str,
+        move: bool,
+        origin: object | None,
     ) -> list[tuple[int, int]]:
         store = self.store
         target = self.state(destination)
@@ -317,14 +334,24 @@ class MaildirAccount:
             else:
                 filename, subdir = base, "new"
             moves.append(
-                (source.path_of(entry), os.path.join(target.dir, "tmp", filename), os.path.join(target.dir, subdir, filename))
+                (
+                    source.path_of(entry),
+                    os.path.join(target.dir, "tmp", filename),
+                    os.path.join(target.dir, subdir, filename),
+                )
             )
             items.append((base, filename, subdir == "new", info.size, info.internal_date))
         dirs = [os.path.join(target.dir, "new"), os.path.join(target.dir, "cur")]
         if move:
             dirs += [os.path.join(source.dir, "new"), os.path.join(source.dir, "cur")]
         await threads.deferToThreadPool(
-            store.reactor, store.threadpool, store.writer.transfer, moves, not move, store.settings.fsync, dirs
+            store.reactor,
+            store.threadpool,
+            store.writer.transfer,
+            moves,
+            not move,
+            store.settings.fsync,
+            dirs,
         )
         infos = await target.commit(items)
         if move:
@@ -393,7 +420,9 @@ class MaildirAccount:
         if limits.bytes_limit is None and limits.messages_limit is None:
             return
         used, messages = self._current_usage()
-        check_quota(QuotaUsage(used, limits.bytes_limit, messages, limits.messages_limit), size, count)
+        check_quota(
+            QuotaUsage(used, limits.bytes_limit, messages, limits.messages_limit), size, count
+        )
 
 
 @implementer(IMailStore)
@@ -418,7 +447,7 @@ class MaildirStore:
     ) -> None:
         self.root = str(root)
         self.settings = settings
-        self.accounts = accounts
+        self.accounts: Any = accounts
         self.reactor = reactor
         self.clock = clock if clock is not None else reactor
         self.writer = writer or MessageWriter()
@@ -433,7 +462,7 @@ class MaildirStore:
     def threadpool(self) -> Any:
         return self.reactor.getThreadPool()
 
-    def account(self, user: str) -> IAccountStore:
+    def account(self, user: str) -> MaildirAccount:
         account = self._accounts_by_user.get(user)
         if account is None:
             account = self._accounts_by_user[user] = MaildirAccount(self, user)
@@ -461,7 +490,9 @@ class MaildirStore:
                     state.refresh()
                     state.clean_tmp_every(TMP_CLEAN_INTERVAL, now)
                 except (OSError, StoreError):
-                    self.log.failure("refresh of {user} {folder} failed", user=key[0], folder=key[1])
+                    self.log.failure(
+                        "refresh of {user} {folder} failed", user=key[0], folder=key[1]
+                    )
 
     def view_closed(self, state: FolderState) -> None:
         """Free a folder's index when no view is left; stop polling when nobody listens."""

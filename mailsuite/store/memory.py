@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from twisted.internet import defer
 from zope.interface import implementer
@@ -23,6 +24,7 @@ from mailsuite.errors import (
     InvalidFolderName,
     MessageNotFound,
     ReadOnlyFolder,
+    StoreError,
 )
 from mailsuite.interfaces import (
     INBOX,
@@ -51,7 +53,7 @@ from mailsuite.store.settings import StoreSettings
 class _FolderData:
     """The state of one folder, shared by all its views."""
 
-    __slots__ = ("name", "uidvalidity", "uidnext", "highest_modseq", "infos", "bodies", "recent")
+    __slots__ = ("bodies", "highest_modseq", "infos", "name", "recent", "uidnext", "uidvalidity")
 
     def __init__(self, name: str, uidvalidity: int) -> None:
         self.name = name
@@ -154,7 +156,9 @@ class MemoryFolder:
         if pending:
             data.highest_modseq += 1
             for uid, new in pending:
-                info = replace(data.infos[uid], flags=self._account._intern(new), modseq=data.highest_modseq)
+                info = replace(
+                    data.infos[uid], flags=self._account._intern(new), modseq=data.highest_modseq
+                )
                 data.infos[uid] = info
                 data.recent.discard(uid)
                 changed.append(info)
@@ -195,7 +199,9 @@ class MemoryFolder:
         check_quota(usage, sum(i.size for i in sources), len(sources))
         pairs = []
         for info in sources:
-            new = self._account._add(target, self._data.bodies[info.uid], info.flags, info.internal_date)
+            new = self._account._add(
+                target, self._data.bodies[info.uid], info.flags, info.internal_date
+            )
             pairs.append((info.uid, new.uid))
         return pairs
 
@@ -206,7 +212,9 @@ class MemoryFolder:
             return defer.fail()
         return defer.maybeDeferred(self._move, uids, destination, origin)
 
-    def _move(self, uids: Iterable[int], destination: str, origin: object | None) -> list[tuple[int, int]]:
+    def _move(
+        self, uids: Iterable[int], destination: str, origin: object | None
+    ) -> list[tuple[int, int]]:
         target = self._account._folder(destination)
         pairs = []
         for uid in sorted(set(uids)):
@@ -259,7 +267,9 @@ class MemoryAccount:
             raise FolderNotFound(f"no folder {name!r}")
         return data
 
-    def _publish(self, data: _FolderData, kind: ChangeKind, uids: list[int], origin: object | None) -> None:
+    def _publish(
+        self, data: _FolderData, kind: ChangeKind, uids: list[int], origin: object | None
+    ) -> None:
         self._hub.publish(
             FolderChange(self.user, data.name, kind, tuple(uids), data.highest_modseq, origin)
         )
@@ -276,7 +286,9 @@ class MemoryAccount:
             size=sum(i.size for i in infos),
         )
 
-    def _add(self, data: _FolderData, raw: bytes, flags: Iterable[str], internal_date: float | None) -> MessageInfo:
+    def _add(
+        self, data: _FolderData, raw: bytes, flags: Iterable[str], internal_date: float | None
+    ) -> MessageInfo:
         uid = data.uidnext
         data.uidnext += 1
         data.highest_modseq += 1
@@ -294,7 +306,9 @@ class MemoryAccount:
         self._publish(data, ChangeKind.ADDED, [uid], None)
         return info
 
-    def _add_checked(self, data: _FolderData, raw: bytes, flags: Iterable[str], internal_date: float | None) -> Any:
+    def _add_checked(
+        self, data: _FolderData, raw: bytes, flags: Iterable[str], internal_date: float | None
+    ) -> Any:
         def add() -> MessageInfo:
             normalize_flags(flags)
             check_quota(self.quota(), len(raw))
@@ -379,7 +393,7 @@ class MemoryAccount:
         else:
             self._subscribed.discard(canonical)
 
-    def open_folder(self, name: str, readonly: bool = False) -> IFolder:
+    def open_folder(self, name: str, readonly: bool = False) -> MemoryFolder:
         return MemoryFolder(self, self._folder(name), readonly)
 
     def folder_status(self, name: str) -> FolderStatus:
@@ -394,7 +408,7 @@ class MemoryAccount:
     ) -> Any:
         try:
             data = self._folder(folder)
-        except Exception:
+        except StoreError:
             return defer.fail()
         return self._add_checked(data, join_source(source), flags, internal_date)
 
@@ -419,7 +433,7 @@ class MemoryStore:
         clock: Any = None,
     ) -> None:
         self._settings = settings or StoreSettings()
-        self._accounts = accounts
+        self._accounts: Any = accounts
         self._clock = clock
         self._hub = ChangeHub()
         self._accounts_by_user: dict[str, MemoryAccount] = {}
@@ -432,7 +446,7 @@ class MemoryStore:
         self._uidvalidity += 1
         return self._uidvalidity
 
-    def account(self, user: str) -> IAccountStore:
+    def account(self, user: str) -> MemoryAccount:
         account = self._accounts_by_user.get(user)
         if account is None:
             account = self._accounts_by_user[user] = MemoryAccount(self, user)

@@ -85,8 +85,7 @@ class ModseqLog:
             uid = int(uid_text)
             modseq = int(modseq_text)
             self.records += 1
-            if modseq > highest:
-                highest = modseq
+            highest = max(highest, modseq)
             if uid:
                 of[uid] = modseq
                 changed[uid] = modseq
@@ -117,8 +116,7 @@ class ModseqLog:
     def record(self, uids: list[int], modseq: int) -> None:
         """Give ``uids`` (or just the folder, when empty) the new ``modseq`` and log it."""
         with self._mutex:
-            if modseq > self.highest:
-                self.highest = modseq
+            self.highest = max(self.highest, modseq)
             for uid in uids:
                 self.of[uid] = modseq
             lines = [f"{uid} {modseq}\n" for uid in uids] if uids else [f"0 {modseq}\n"]

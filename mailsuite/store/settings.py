@@ -11,5 +11,7 @@ class StoreSettings:
     default_quota_bytes: int = 0  # 0 = unlimited
     default_quota_messages: int = 0  # 0 = unlimited
     tmp_max_age: float = 36 * 3600.0  # leftover tmp/ files older than this are removed
-    poll_interval: float = 5.0  # seconds between checks for other processes' changes to watched folders
+    poll_interval: float = (
+        5.0  # seconds between checks for other processes' changes to watched folders
+    )
     quota_rescan_interval: float = 60.0  # seconds a computed quota usage is trusted before a rescan

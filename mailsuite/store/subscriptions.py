@@ -21,7 +21,9 @@ SUBSCRIPTIONS_FILE = "subscriptions"
 def read_subscriptions(user_dir: str) -> set[str]:
     """The subscribed names (may include names that do not exist)."""
     try:
-        with open(os.path.join(user_dir, SUBSCRIPTIONS_FILE), encoding="utf-8", errors="replace") as f:
+        with open(
+            os.path.join(user_dir, SUBSCRIPTIONS_FILE), encoding="utf-8", errors="replace"
+        ) as f:
             lines = f.read().split("\n")
     except FileNotFoundError:
         return set()

@@ -24,8 +24,8 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Iterable, Iterator
 
 from mailsuite.errors import TemporaryStoreError
 from mailsuite.store.locking import DotLock
@@ -146,8 +146,7 @@ class UidList:
             count += 1
         self.records += count
         self._last_uid = last
-        if last + 1 > self.next_uid:
-            self.next_uid = last + 1
+        self.next_uid = max(self.next_uid, last + 1)
         return True
 
     def _parse_header(self, header: str) -> None:

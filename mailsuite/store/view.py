@@ -7,13 +7,22 @@ sequence numbers, the POP3 snapshot) keeps its own list and updates it from the 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 from zope.interface import implementer
 
-from mailsuite.errors import FolderNotFound, MessageNotFound, ReadOnlyFolder
-from mailsuite.interfaces import FlagMode, FlagUpdate, FolderChange, FolderStatus, IFolder, MessageInfo, Unsubscribe
+from mailsuite.errors import FolderNotFound, MessageNotFound, ReadOnlyFolder, StoreError
+from mailsuite.interfaces import (
+    FlagMode,
+    FlagUpdate,
+    FolderChange,
+    FolderStatus,
+    IFolder,
+    MessageInfo,
+    Unsubscribe,
+)
 
 if TYPE_CHECKING:
     from mailsuite.store.folder import FolderState
@@ -110,7 +119,7 @@ class MaildirFolder:
     ) -> Any:
         try:
             state = self._writable()
-        except Exception:
+        except StoreError:
             return defer.fail()
         return state.account.add_message(state, source, flags, internal_date)
 
@@ -120,7 +129,7 @@ class MaildirFolder:
     def move(self, uids: Iterable[int], destination: str, origin: object | None = None) -> Any:
         try:
             state = self._writable()
-        except Exception:
+        except StoreError:
             return defer.fail()
         return state.account.transfer(state, uids, destination, move=True, origin=origin)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from mailsuite.errors import TemporaryStoreError
 
