@@ -154,3 +154,17 @@ def test_unknown_command_is_usage_error(config):
 def test_queue_list_empty(config):
     code, out, _ = run(config, "queue", "list")
     assert code == 0 and "empty" in out.lower()
+
+
+def test_queue_show_unknown_id_fails(config):
+    code, _, err = run(config, "queue", "show", "NOSUCHID")
+    assert code == 1 and "no such queue id" in err
+
+
+def test_config_prints_effective_settings(config):
+    code, out, _ = run(config, "config")
+    data = json.loads(out)
+    assert code == 0
+    assert data["hostname"] == "mail.example.test"
+    assert data["listen"]["pop3"] == []
+    assert data["smtp"]["max_recipients"] == 100
