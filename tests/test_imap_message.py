@@ -153,3 +153,34 @@ def test_append_to_selected_folder_announces_exists() -> None:
     c = selected(1)
     out = c.send(b"a APPEND INBOX {3+}\r\nabc\r\n")
     assert b"* 2 EXISTS" in out
+
+
+def quota_client(messages_limit: int) -> Client:
+    from twisted.internet import task
+
+    from mailsuite.store.memory import MemoryStore
+    from mailsuite.store.settings import StoreSettings
+
+    store = MemoryStore(StoreSettings(default_quota_messages=messages_limit), clock=task.Clock())
+    c = Client(make_ctx(store=store))
+    c.login()
+    return c
+
+
+def test_append_over_quota_is_overquota() -> None:
+    c = quota_client(1)
+    c.send(b"a APPEND INBOX {3+}\r\nabc\r\n")
+    assert b"b NO [OVERQUOTA]" in c.send(b"b APPEND INBOX {3+}\r\nabc\r\n")
+
+
+def test_quota_reports_message_limit() -> None:
+    c = quota_client(5)
+    c.send(b"a APPEND INBOX {3+}\r\nabc\r\n")
+    assert b'* QUOTA "" (MESSAGE 1 5)' in c.ok('GETQUOTA ""')
+
+
+def test_copy_over_quota_is_overquota() -> None:
+    c = quota_client(1)
+    c.send(b"a APPEND INBOX {3+}\r\nabc\r\n")
+    c.select()
+    assert c.status(c.cmd("COPY 1 Archive")).startswith(b"NO [OVERQUOTA]")

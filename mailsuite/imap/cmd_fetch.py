@@ -189,7 +189,7 @@ async def run_fetch(session: Session, r: Reader, uid_mode: bool) -> Reply | None
     if changed_since is not None or any(i.name == "MODSEQ" for i in items):
         session.condstore = True  # RFC 7162 3.1: CONDSTORE-enabling commands
     names = {i.name for i in items}
-    if uid_mode and "UID" not in names:
+    if (uid_mode or session.qresync) and "UID" not in names:  # RFC 7162 3.2.4: UID always
         items.insert(0, FetchItem("UID"))
     if (changed_since is not None or (session.condstore and "FLAGS" in names)) \
             and "MODSEQ" not in names:
