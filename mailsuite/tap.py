@@ -292,6 +292,9 @@ def build(config: Config, reactor: Any, uid: int | None = None,
             except (ValueError, TypeError, KeyError) as exc:
                 raise ConfigError(f"{config.source}: listen.{name}[{i}]: bad endpoint "
                                   f"{description!r}: {exc}") from None
+            if description.split(":", 1)[0].lower() in ("ssl", "tls"):
+                raise ConfigError(f"{config.source}: listen.{name}[{i}]: use a plain endpoint "
+                                  f"(tcp:...); mailsuite applies TLS itself from [tls]")
             factory = makers[name]()
             if name in IMPLICIT_TLS:
                 factory = TLSMemoryBIOFactory(tls.server_options(), False, factory)

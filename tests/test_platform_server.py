@@ -323,3 +323,9 @@ def test_missing_postmaster_is_reported(tmp_path):
     server.add_alias("postmaster@example.test", "alice@example.test")
     with server:
         assert "reaches nobody" not in server.log_text()
+
+
+def test_ssl_endpoint_refused_with_hint(tmp_path):
+    server = MailServer(tmp_path, '[listen]\nimaps = ["ssl:port=0:privateKey=k.pem"]\n')
+    code, output = run_expecting_failure(server)
+    assert code != 0 and "listen.imaps[0]: use a plain endpoint (tcp:...)" in output
