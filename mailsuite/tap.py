@@ -287,14 +287,14 @@ def build(config: Config, reactor: Any, uid: int | None = None,
     for name in SERVICES:
         descriptions = getattr(config.listen, name)
         for i, description in enumerate(descriptions):
-            try:
-                endpoints.serverFromString(reactor, description)
-            except (ValueError, TypeError, KeyError) as exc:
-                raise ConfigError(f"{config.source}: listen.{name}[{i}]: bad endpoint "
-                                  f"{description!r}: {exc}") from None
             if description.split(":", 1)[0].lower() in ("ssl", "tls"):
                 raise ConfigError(f"{config.source}: listen.{name}[{i}]: use a plain endpoint "
                                   f"(tcp:...); mailsuite applies TLS itself from [tls]")
+            try:
+                endpoints.serverFromString(reactor, description)
+            except (ValueError, TypeError, KeyError, OSError) as exc:
+                raise ConfigError(f"{config.source}: listen.{name}[{i}]: bad endpoint "
+                                  f"{description!r}: {exc}") from None
             factory = makers[name]()
             if name in IMPLICIT_TLS:
                 factory = TLSMemoryBIOFactory(tls.server_options(), False, factory)
