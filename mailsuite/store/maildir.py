@@ -1,6 +1,6 @@
 """``MaildirStore``: every user's mail as Maildir++ trees under ``data_dir``.
 
-The on-disk format is documented in ``mailsuite/store/README`` terms in the modules that own
+The on-disk format is described in ``mailsuite/store/FORMAT.md`` and in the modules that own
 each file: ``layout`` (directories), ``filenames`` (message file names and flags),
 ``uidlist`` (``dovecot-uidlist``), ``keywords`` (``dovecot-keywords``), ``modseq``
 (``mailsuite-modseq``), ``cache`` (``mailsuite-cache``), ``subscriptions`` (``subscriptions``).
