@@ -329,3 +329,12 @@ def test_ssl_endpoint_refused_with_hint(tmp_path):
     server = MailServer(tmp_path, '[listen]\nimaps = ["ssl:port=0:privateKey=k.pem"]\n')
     code, output = run_expecting_failure(server)
     assert code != 0 and "listen.imaps[0]: use a plain endpoint (tcp:...)" in output
+
+
+def test_corrupt_accounts_file_stops_start(tmp_path):
+    server = MailServer(tmp_path)
+    state = server.data_dir / ".mailsuite"
+    state.mkdir(parents=True)
+    (state / "accounts.json").write_text("{oops")
+    code, output = run_expecting_failure(server)
+    assert code != 0 and f"cannot read accounts file {state / 'accounts.json'}" in output
