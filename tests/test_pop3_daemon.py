@@ -139,3 +139,21 @@ def test_20mb_retr_does_not_grow_server_memory_by_the_message(mail_server: Any) 
     assert received > size
     print(f"pop3 daemon 20 MB RETR: RSS {before} KiB before, peak {after} KiB during")
     assert (after - before) * 1024 < size // 4
+
+
+def test_shutdown_tells_the_client_and_deletes_nothing(mail_server_factory: Any) -> None:
+    server = mail_server_factory()
+    server.add_user(ALICE, PASSWORD)
+    send_mail(server)
+    pop = poplib.POP3_SSL(
+        "127.0.0.1", server.ports["pop3s"], context=client_context(server), timeout=30
+    )
+    pop.user(ALICE)
+    pop.pass_(PASSWORD)
+    pop.dele(1)
+    server.stop()
+    assert pop.file.readline() == b"-ERR [SYS/TEMP] Server shutting down.\r\n"
+    pop.close()
+    maildir = server.data_dir / "example.test" / "alice"
+    files = [p for sub in ("new", "cur") for p in (maildir / sub).iterdir()]
+    assert len(files) == 1

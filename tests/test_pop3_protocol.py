@@ -284,6 +284,12 @@ class BadInput(Base):
         self.assertTrue(out.endswith(b"-ERR Too many bad commands, closing.\r\n"))
         self.assertTrue(c.transport.disconnecting)
 
+    def test_bad_commands_count_only_in_a_row(self) -> None:
+        c = Client(self.ctx)
+        for _ in range(5):
+            c.send(b"BAD\r\n" * 19 + b"CAPA\r\n")
+        self.assertFalse(c.transport.disconnecting)
+
     def test_non_numeric_message_number(self) -> None:
         self.assertEqual(self.logged_in().cmd("RETR x"), b"-ERR Invalid message number.\r\n")
 
@@ -515,6 +521,17 @@ class Streaming(Base):
         self.assertIsNotNone(sender)
         c.drop()
         self.assertEqual(len(self.inbox().messages()), 3)
+
+
+class Shutdown(Base):
+    def test_shutdown_tells_idle_sessions_and_deletes_nothing(self) -> None:
+        c = self.logged_in()
+        c.cmd("DELE 1")
+        c.factory.stopFactory()
+        self.assertEqual(c.take(), b"-ERR [SYS/TEMP] Server shutting down.\r\n")
+        self.assertTrue(c.transport.disconnecting)
+        c.drop()
+        self.assertEqual(len(self.inbox().messages()), 2)
 
 
 class Limits(Base):

@@ -104,6 +104,7 @@ class Pop3Connection(Protocol, TimeoutMixin):
             return
         self._counted_host = self.peer_host
         self.sessions.connection_opened(self._counted_host)
+        self.sessions.live.add(self)
         self.setTimeout(self.settings.idle_timeout)
         self._write(R.GREETING.to_bytes())
 
@@ -112,12 +113,21 @@ class Pop3Connection(Protocol, TimeoutMixin):
         self.setTimeout(None)
         if self._counted_host is not None:
             self.sessions.connection_closed(self._counted_host)
+            self.sessions.live.discard(self)
             self._counted_host = None
         if self._waiting is not None:
             self._waiting.cancel()
         if self._sender is not None:
             self._sender.stopProducing()
         self._end_session(committed=False)
+
+    def server_shutdown(self) -> None:
+        """The server is stopping: say so to an idle client and close (nothing is deleted)."""
+        if self._disconnected or self._closing:
+            return
+        if self._sender is None:
+            self.send(R.SHUTTING_DOWN)
+        self._close()
 
     def timeoutConnection(self) -> None:
         """RFC 1939 section 3: an idle session is closed without entering UPDATE."""
@@ -277,8 +287,11 @@ class Pop3Connection(Protocol, TimeoutMixin):
             return
         if command != "PASS":
             self._pending_user = None  # RFC 1939: PASS must follow USER directly
+        bad_before = self._bad_commands
         try:
             getattr(self, "do_" + command)(arg)
+            if self._bad_commands == bad_before:
+                self._bad_commands = 0  # as Dovecot: only bad commands in a row count
         except Exception:  # noqa: BLE001 - a bug or a store failure must not kill the reactor loop
             self.log.failure("pop3: {command} failed", command=command)
             if not self._disconnected:

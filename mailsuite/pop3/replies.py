@@ -58,6 +58,7 @@ WRONG_STATE = err("Command not valid in this state.")
 TOO_MANY_BAD_COMMANDS = err("Too many bad commands, closing.")
 BYE = ok("Logging out.")
 NOOP = ok("")
+SHUTTING_DOWN = err("Server shutting down.", SYS_TEMP)
 INTERNAL_ERROR = err("Internal error, closing.", SYS_TEMP)
 
 # --- capabilities / TLS (RFC 2449, RFC 2595) ---------------------------------------------

@@ -34,6 +34,10 @@ class Pop3Factory(Factory):
         self.sessions = sessions
         self.implicit_tls = implicit_tls
 
+    def stopFactory(self) -> None:
+        """The listener stops (server shutdown): close the sessions politely, deleting nothing."""
+        self.sessions.shutdown()
+
     def buildProtocol(self, addr: Any) -> Pop3Protocol:
         host = str(getattr(addr, "host", "unknown"))
         refuse = False

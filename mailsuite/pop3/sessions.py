@@ -8,6 +8,8 @@ and a message already removed by one node is reported as removed by the other).
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SessionRegistry:
     """Which users have a POP3 session open, how many connections exist, last login times."""
@@ -17,6 +19,7 @@ class SessionRegistry:
         self._last_login: dict[str, float] = {}
         self.connections = 0
         self._per_host: dict[str, int] = {}
+        self.live: set[Any] = set()  # open connections, told when the server shuts down
 
     def connections_from(self, host: str) -> int:
         """Open connections from one client address."""
@@ -35,6 +38,11 @@ class SessionRegistry:
             self._per_host[host] = left
         else:
             self._per_host.pop(host, None)
+
+    def shutdown(self) -> None:
+        """Tell every open connection the server is stopping (RFC 3206 [SYS/TEMP])."""
+        for connection in list(self.live):
+            connection.server_shutdown()
 
     def acquire(self, user: str) -> bool:
         """Lock ``user``'s maildrop; False if another session holds it."""
