@@ -402,3 +402,35 @@ def test_huge_header_field_count_is_bounded() -> None:
     summary = summarize(raw)
     assert summary["header_size"] == len(raw) - len(b"body")
     assert summary["body"]["size"] == len(b"body")
+
+
+def test_nested_multipart_reusing_the_parent_boundary() -> None:
+    # Outlook Express for Mac reused the outer boundary for the inner multipart; delimiters
+    # are matched innermost first, as Dovecot does.
+    b = b"MS_Mac_OE_3071477847_720252_MIME_Part"
+    raw = (
+        b'Content-Type: multipart/mixed; boundary="' + b + b'"\r\n\r\n'
+        b"--" + b + b'\r\nContent-Type: multipart/alternative; boundary="' + b + b'"\r\n\r\n'
+        b"--" + b + b"\r\nContent-Type: text/plain\r\n\r\nplain\r\n"
+        b"--" + b + b"\r\nContent-Type: text/html\r\n\r\n<p>html</p>\r\n"
+        b"--" + b + b"--\r\n\r\n"
+        b"--"
+        + b
+        + b"\r\nContent-Type: image/gif\r\nContent-Transfer-Encoding: base64\r\n\r\nR0lGODlh\r\n"
+        b"--" + b + b"--\r\n"
+    )
+    body = summarize(raw)["body"]
+    assert [p["subtype"] for p in body["parts"]] == ["alternative", "gif"]
+    assert [p["subtype"] for p in body["parts"][0]["parts"]] == ["plain", "html"]
+    assert body["parts"][0]["parts"][1]["size"] == len(b"<p>html</p>")
+    assert body["parts"][1]["size"] == len(b"R0lGODlh\r\n")
+
+
+def test_rfc2231_plain_sections_join_as_written() -> None:
+    raw = (
+        b"Content-Type: text/plain; charset=us-ascii;\r\n"
+        b"     title*0*=\"us-ascii'en'This%20is%20\";\r\n"
+        b'     title*1="isn\'t it!"\r\n\r\nx'
+    )
+    params = summarize(raw)["body"]["params"]
+    assert params == [["charset", "us-ascii"], ["title*", "us-ascii'en'This%20is%20isn't it!"]]

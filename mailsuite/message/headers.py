@@ -252,7 +252,6 @@ def parse_params(s: str, pos: int = 0) -> list[tuple[str, str]]:
 
 
 _SECTION_NAME = re.compile(r"^(.+?)\*(?:(\d{1,3})(\*)?)?$")
-_ATTRIBUTE_CHARS = re.compile(r"[^A-Za-z0-9!#$&+\-.^_`{|}~]")
 
 
 def merge_rfc2231(params: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -303,19 +302,9 @@ def merge_rfc2231(params: list[tuple[str, str]]) -> list[tuple[str, str]]:
         if not pieces:
             continue
         if any(ext for _, ext in pieces):
-            joined = []
-            for i, (value, ext) in enumerate(pieces):
-                if ext or i == 0:
-                    joined.append(value)
-                else:
-                    joined.append(
-                        _ATTRIBUTE_CHARS.sub(
-                            lambda m: "".join(
-                                f"%{b:02X}" for b in m.group(0).encode("latin-1", "replace")
-                            ),
-                            value,
-                        )
-                    )
+            # Sections are joined as written (plain ones are not percent-encoded), as Dovecot
+            # shows them; a first section without charset'language' gets an empty one.
+            joined = [value for value, _ in pieces]
             if not pieces[0][1]:
                 joined[0] = "''" + joined[0]
             out.append((base + "*", "".join(joined)))

@@ -147,66 +147,150 @@ class _Budget:
         self.left = left
 
 
-def find_parts(
-    raw: bytes, start: int, end: int, boundary: bytes, budget: _Budget
-) -> list[tuple[int, int]]:
-    """The (start, end) spans of the parts of a multipart body ``raw[start:end]``.
+def _match_delimiter(
+    raw: bytes, i: int, limit: int, stack: list[bytes]
+) -> tuple[int, bool, int] | None:
+    """The boundary that the line at ``i`` (which starts with ``--``) delimits, innermost
+    first: (index in ``stack``, is the close delimiter, end of the line), or None."""
+    lf = raw.find(b"\n", i, limit)
+    line_end = limit if lf < 0 else lf + 1
+    line = raw[i + 2 : limit if lf < 0 else lf]
+    for k in range(len(stack) - 1, -1, -1):
+        boundary = stack[k]
+        if line.startswith(boundary):
+            rest = line[len(boundary) :]
+            if rest.startswith(b"--"):
+                return k, True, line_end
+            if not rest.strip(b" \t\r"):
+                return k, False, line_end
+    return None
 
-    Preamble and epilogue are skipped. A missing close delimiter (a truncated message) ends
-    the last part at ``end``.
-    """
-    delim = b"--" + boundary
-    dlen = len(delim)
-    spans: list[tuple[int, int]] = []
-    part_start = -1
-    pos = start
-    find = raw.find
+
+def _next_delimiter(
+    raw: bytes, pos: int, limit: int, stack: list[bytes]
+) -> tuple[int, int, bool, int] | None:
+    """The first delimiter line of any boundary in ``stack`` at or after the line start
+    ``pos``: (line start, index in stack, is close, line end), or None before ``limit``."""
+    if not stack:
+        return None
+    candidate = pos if pos + 2 <= limit and raw.startswith(b"--", pos) else -1
+    search = pos
     while True:
-        i = find(delim, pos, end)
-        if i < 0:
-            break
-        if i > start and raw[i - 1] != 0x0A:
-            pos = i + 1
-            continue
-        after = i + dlen
-        lf = find(b"\n", after, end)
-        line_end = end if lf < 0 else lf + 1
-        is_close = after + 2 <= end and raw[after : after + 2] == b"--"
-        if not is_close and raw[after:line_end].strip(b" \t\r\n"):
-            pos = i + 1  # a longer boundary, not ours
-            continue
-        if part_start >= 0:
-            part_end = i
-            if part_end - 2 >= part_start and raw[part_end - 2 : part_end] == b"\r\n":
-                part_end -= 2
-            elif part_end - 1 >= part_start and raw[part_end - 1] == 0x0A:
-                part_end -= 1
-            spans.append((part_start, part_end))
-        if is_close or lf < 0:
-            return spans  # a delimiter ending the data opens no new (empty) part, as in Dovecot
-        if budget.left <= 0:
-            return spans  # out of budget: the rest of the body is not scanned
-        budget.left -= 1
-        part_start = line_end
-        pos = line_end
-    if part_start >= 0:
-        spans.append((part_start, end))
-    return spans
+        if candidate < 0:
+            j = raw.find(b"\n--", search, limit)
+            if j < 0:
+                return None
+            candidate = j + 1
+        found = _match_delimiter(raw, candidate, limit, stack)
+        if found is not None:
+            return (candidate, *found)
+        search = candidate
+        candidate = -1
 
 
-def parse_entity(
+def _trim(raw: bytes, floor: int, delimiter: int) -> int:
+    """Where content ends before a delimiter line: its preceding line break belongs to the
+    delimiter (RFC 2046 5.1.1), but never before ``floor``."""
+    end = delimiter
+    if end - 2 >= floor and raw[end - 2 : end] == b"\r\n":
+        return end - 2
+    if end - 1 >= floor and raw[end - 1] == 0x0A:
+        return end - 1
+    return end
+
+
+def _until_delimiter(
+    raw: bytes, pos: int, floor: int, limit: int, stack: list[bytes]
+) -> tuple[int, int]:
+    """(content end, next position) for content from ``pos`` up to the next delimiter."""
+    found = _next_delimiter(raw, pos, limit, stack)
+    if found is None:
+        return limit, limit
+    return _trim(raw, floor, found[0]), found[0]
+
+
+def _parse(
     raw: bytes,
     start: int,
-    end: int,
-    depth: int = 0,
-    budget: _Budget | None = None,
-    default_type: tuple[str, str] = DEFAULT_TYPE,
-) -> Entity:
-    """Scan the entity at ``raw[start:end]`` and, recursively, its parts."""
-    if budget is None:
-        budget = _Budget(MAX_PARTS)
-    fields, body_start = split_header(raw, start, end)
-    entity = Entity(start, body_start, end, fields)
+    limit: int,
+    stack: list[bytes],
+    depth: int,
+    budget: _Budget,
+    default_type: tuple[str, str],
+) -> tuple[Entity, int]:
+    """Scan the entity at ``start``; it ends at the first delimiter line of an enclosing
+    multipart (``stack``, innermost last) or at ``limit``. Returns the entity and where the
+    scan stopped (that delimiter line, or ``limit``).
+
+    Delimiters are matched innermost first, so a multipart nested in one with the same
+    boundary (Outlook Express for Mac did that) is told apart as Dovecot does.
+    """
+    fields, body_start = split_header(raw, start, limit)
+    if stack and body_start > start:
+        cut = _next_delimiter(raw, start, body_start, stack)
+        if cut is not None:  # a delimiter inside the header: the part is cut short there
+            fields, _ = split_header(raw, start, cut[0])
+            entity = Entity(start, cut[0], cut[0], fields)
+            _content_type(raw, entity, default_type)
+            if entity.maintype == "multipart":
+                entity.children.append(_stand_in(cut[0]))
+            return entity, cut[0]
+    entity = Entity(start, body_start, limit, fields)
+    _content_type(raw, entity, default_type)
+    if entity.maintype == "multipart" and depth < MAX_DEPTH:
+        boundary = _param(entity.params, "boundary")
+        child_default = DIGEST_DEFAULT_TYPE if entity.subtype == "digest" else DEFAULT_TYPE
+        if boundary and len(boundary) <= 200:
+            inner = [*stack, boundary.encode("latin-1")]
+            own = len(stack)
+            pos = body_start
+            while True:
+                found = _next_delimiter(raw, pos, limit, inner)
+                if found is None:  # never closed: runs to the end
+                    entity.end, nxt = limit, limit
+                    break
+                line, k, close, line_end = found
+                if k != own:  # an enclosing multipart goes on: this one was not closed
+                    entity.end, nxt = _trim(raw, body_start, line), line
+                    break
+                if close or line_end >= limit or budget.left <= 0:
+                    # Closed (the epilogue runs to the next outer delimiter), or a final
+                    # delimiter that opens nothing, or out of budget.
+                    entity.end, nxt = _until_delimiter(raw, line_end, body_start, limit, stack)
+                    break
+                budget.left -= 1
+                child, pos = _parse(raw, line_end, limit, inner, depth + 1, budget, child_default)
+                entity.children.append(child)
+        else:
+            entity.end, nxt = _until_delimiter(raw, body_start, body_start, limit, stack)
+        if not entity.children:
+            # No boundary or no delimiter found. RFC 3501 body-type-mpart needs one part:
+            # an empty text/plain stands in (as in Dovecot).
+            entity.children.append(_stand_in(entity.end))
+        return entity, nxt
+    if entity.maintype == "multipart":
+        entity.opaque = True  # nested deeper than MAX_DEPTH: a leaf
+    elif entity.maintype == "message" and entity.subtype == "rfc822":
+        cte = entity.field_value(raw, b"content-transfer-encoding")
+        encoding = (hdr.first_token(cte.decode("latin-1")) if cte else "") or "7bit"
+        if depth < MAX_DEPTH and encoding in IDENTITY_ENCODINGS and budget.left > 0:
+            budget.left -= 1
+            message, nxt = _parse(raw, body_start, limit, stack, depth + 1, budget, DEFAULT_TYPE)
+            entity.message = message
+            entity.end = message.end
+            return entity, nxt
+        entity.opaque = True
+    entity.end, nxt = _until_delimiter(raw, body_start, body_start, limit, stack)
+    return entity, nxt
+
+
+def _stand_in(offset: int) -> Entity:
+    """The empty text/plain part of a multipart that has none."""
+    return Entity(offset, offset, offset, [], params=[("charset", "us-ascii")])
+
+
+def _content_type(raw: bytes, entity: Entity, default_type: tuple[str, str]) -> None:
+    """Set the media type of ``entity`` from its Content-Type (RFC 2045 5.2 defaults)."""
     entity.maintype, entity.subtype = default_type
     if default_type == DEFAULT_TYPE:
         entity.params = [("charset", "us-ascii")]
@@ -219,28 +303,12 @@ def parse_entity(
         else:
             entity.maintype, entity.subtype = DEFAULT_TYPE
             entity.params = [("charset", "us-ascii")]
-    if entity.maintype == "multipart":
-        boundary = _param(entity.params, "boundary")
-        if depth >= MAX_DEPTH:
-            entity.opaque = True
-            return entity
-        child_default = DIGEST_DEFAULT_TYPE if entity.subtype == "digest" else DEFAULT_TYPE
-        if boundary and len(boundary) <= 200:
-            for s, e in find_parts(raw, body_start, end, boundary.encode("latin-1"), budget):
-                entity.children.append(parse_entity(raw, s, e, depth + 1, budget, child_default))
-        if not entity.children:
-            # No boundary or no delimiter found. RFC 3501 body-type-mpart needs one part:
-            # an empty text/plain stands in (as in Dovecot).
-            entity.children.append(Entity(end, end, end, [], params=[("charset", "us-ascii")]))
-    elif entity.maintype == "message" and entity.subtype == "rfc822":
-        cte = entity.field_value(raw, b"content-transfer-encoding")
-        encoding = (hdr.first_token(cte.decode("latin-1")) if cte else "") or "7bit"
-        if depth >= MAX_DEPTH or encoding not in IDENTITY_ENCODINGS or budget.left <= 0:
-            entity.opaque = True
-            return entity
-        budget.left -= 1
-        entity.message = parse_entity(raw, body_start, end, depth + 1, budget)
-    return entity
+
+
+def parse_entity(raw: bytes, start: int = 0, end: int | None = None) -> Entity:
+    """Scan the entity at ``raw[start:end]`` and, recursively, its parts."""
+    limit = len(raw) if end is None else end
+    return _parse(raw, start, limit, [], 0, _Budget(MAX_PARTS), DEFAULT_TYPE)[0]
 
 
 def _param(params: list[tuple[str, str]], name: str) -> str | None:
@@ -252,7 +320,7 @@ def _param(params: list[tuple[str, str]], name: str) -> str | None:
 
 def parse_message(raw: bytes) -> Entity:
     """Scan a whole message."""
-    return parse_entity(raw, 0, len(raw))
+    return parse_entity(raw)
 
 
 def parts_of_message(message: Entity) -> list[Entity]:
