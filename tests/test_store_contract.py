@@ -192,6 +192,13 @@ class StoreContract:
         d.addCallback(self.assertEqual, (0, 1))
         return d
 
+    def test_rename_moves_subscription(self):
+        self.account.create_folder("Old")
+        self.account.set_subscribed("Old", True)
+        self.account.rename_folder("Old", "New")
+        subscribed = {f.name for f in self.account.list_folders() if f.subscribed}
+        self.assertEqual(("New" in subscribed, "Old" in subscribed), (True, False))
+
     def test_subscribe(self):
         self.account.create_folder("Lists")
         self.account.set_subscribed("Lists", True)

@@ -325,6 +325,41 @@ class OtherProgramTests(MaildirTestCase):
         self.assertEqual((info.size, info.flags), (len(raw), frozenset({"\\Seen"})))
 
 
+class TwoStoresTests(MaildirTestCase):
+    """Two store instances on one tree behave like two mailsuite processes."""
+
+    @run
+    async def test_flag_change_in_other_process_keeps_its_modseq(self):
+        info = await self.account.deliver(MESSAGE)
+        ours = self.open()
+        theirs = self.open(self.new_store().account(USER))
+        update = theirs.store_flags([info.uid], ["\\Seen"], FlagMode.ADD)
+        seen = []
+        ours.subscribe(seen.append)
+        ours.refresh()
+        self.assertEqual(
+            ([(c.kind, c.uids) for c in seen], ours.get(info.uid).modseq),
+            ([(ChangeKind.FLAGS, (info.uid,))], update.changed[0].modseq),
+        )
+
+    @run
+    async def test_delivery_in_other_process_gets_next_uid(self):
+        first = await self.account.deliver(MESSAGE)
+        second = await self.new_store().account(USER).deliver(MESSAGE)
+        third = await self.account.deliver(MESSAGE)
+        self.assertEqual([first.uid, second.uid, third.uid], [1, 2, 3])
+
+    @run
+    async def test_expunge_in_other_process_is_noticed(self):
+        info = await self.account.deliver(MESSAGE, flags=["\\Deleted"])
+        ours = self.open()
+        self.open(self.new_store().account(USER)).expunge()
+        seen = []
+        ours.subscribe(seen.append)
+        ours.refresh()
+        self.assertEqual([(c.kind, c.uids) for c in seen], [(ChangeKind.EXPUNGED, (info.uid,))])
+
+
 class BadMessageTests(MaildirTestCase):
     @run
     async def test_bad_files_are_listed_and_read_byte_for_byte(self):
