@@ -174,7 +174,10 @@ async def _login(
 ) -> tuple[Any, Any, Any]:
     if throttle.is_blocked(ip):
         raise LoginBlocked("too many failed logins from this address")
-    creds = credentials.UsernamePassword(username, password)
+    creds = credentials.UsernamePassword(
+        username.encode("utf-8") if isinstance(username, str) else username,
+        password.encode("utf-8") if isinstance(password, str) else password,
+    )
     try:
         result = await auth_portal.login(creds, None, IAccountStore)
     except error.UnauthorizedLogin:
