@@ -628,3 +628,22 @@ class Failures(Base):
             c.cmd(f"AUTH PLAIN {plain(ALICE, PASSWORD, authz=ALICE.upper())}"),
             b"+OK Logged in.\r\n",
         )
+
+
+class SettingsChecks(unittest.TestCase):
+    def test_idle_timeout_below_rfc_minimum_is_refused(self) -> None:
+        self.assertRaises(ValueError, Pop3Settings, idle_timeout=60)
+
+    def test_zero_chunk_size_is_refused(self) -> None:
+        self.assertRaises(ValueError, Pop3Settings, chunk_size=0)
+
+    def test_bad_expire_is_refused(self) -> None:
+        self.assertRaises(ValueError, Pop3Settings, expire="soon")
+
+    def test_config_loader_reports_a_bad_pop3_value(self) -> None:
+        from mailsuite.config import parse_table
+        from mailsuite.errors import ConfigError
+
+        with self.assertRaises(ConfigError) as caught:
+            parse_table(Pop3Settings, {"idle_timeout": 5.0}, "mailsuite.toml", "pop3")
+        self.assertIn("idle_timeout", str(caught.exception))
