@@ -423,7 +423,7 @@ def test_nested_multipart_reusing_the_parent_boundary() -> None:
     assert [p["subtype"] for p in body["parts"]] == ["alternative", "gif"]
     assert [p["subtype"] for p in body["parts"][0]["parts"]] == ["plain", "html"]
     assert body["parts"][0]["parts"][1]["size"] == len(b"<p>html</p>")
-    assert body["parts"][1]["size"] == len(b"R0lGODlh\r\n")
+    assert body["parts"][1]["size"] == len(b"R0lGODlh")
 
 
 def test_rfc2231_plain_sections_join_as_written() -> None:
