@@ -647,3 +647,43 @@ class SettingsChecks(unittest.TestCase):
         with self.assertRaises(ConfigError) as caught:
             parse_table(Pop3Settings, {"idle_timeout": 5.0}, "mailsuite.toml", "pop3")
         self.assertIn("idle_timeout", str(caught.exception))
+
+
+DIALOG = [
+    # (client line, exact server reply) -- one complete session under TLS (port 995).
+    (None, b"+OK mailsuite POP3 ready.\r\n"),
+    (
+        "CAPA",
+        (
+            b"+OK Capability list follows.\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n"
+            b"PIPELINING\r\nUSER\r\nSASL PLAIN\r\nIMPLEMENTATION mailsuite\r\n.\r\n"
+        ),
+    ),
+    ("USER alice@example.test", b"+OK Send your password.\r\n"),
+    (f"PASS {PASSWORD}", b"+OK Logged in.\r\n"),
+    ("STAT", b"+OK 2 %d\r\n" % (len(MSG1) + len(MSG2))),
+    (
+        "LIST",
+        b"+OK 2 messages (%d octets).\r\n1 %d\r\n2 %d\r\n.\r\n"
+        % (len(MSG1) + len(MSG2), len(MSG1), len(MSG2)),
+    ),
+    ("TOP 2 0", b"+OK Top of message follows.\r\nSubject: two\r\n\r\n.\r\n"),
+    ("RETR 1", b"+OK %d octets.\r\n" % len(MSG1) + MSG1 + b".\r\n"),
+    ("DELE 1", b"+OK Message 1 deleted.\r\n"),
+    ("DELE 1", b"-ERR Message 1 is already deleted.\r\n"),
+    ("LIST 1", b"-ERR Message 1 is already deleted.\r\n"),
+    ("STAT", b"+OK 1 %d\r\n" % len(MSG2)),
+    ("RSET", b"+OK 2 messages (%d octets).\r\n" % (len(MSG1) + len(MSG2))),
+    ("DELE 2", b"+OK Message 2 deleted.\r\n"),
+    ("NOOP", b"+OK \r\n"),
+    ("QUIT", b"+OK Logging out, 1 messages deleted.\r\n"),
+]
+
+
+class Dialog(Base):
+    def test_whole_session_byte_exact(self) -> None:
+        c = Client(self.ctx)
+        for line, expected in DIALOG:
+            got = c.take() if line is None else c.cmd(line)
+            self.assertEqual(got, expected, f"after {line!r}")
+        self.assertEqual([i.size for i in self.inbox().messages()], [len(MSG1)])
