@@ -379,7 +379,7 @@ class Transaction(Base):
         self.assertNotIn("\\Seen", self.inbox().messages()[0].flags)
 
     def test_noop(self) -> None:
-        self.assertEqual(self.logged_in().cmd("NOOP"), b"+OK \r\n")
+        self.assertEqual(self.logged_in().cmd("NOOP"), b"+OK\r\n")
 
     def test_rset_undeletes(self) -> None:
         c = self.logged_in()
@@ -397,7 +397,7 @@ class Transaction(Base):
         self.assertEqual(replies[0], b"+OK Send your password.")
         self.assertEqual(replies[1], b"+OK Logged in.")
         self.assertTrue(replies[2].startswith(b"+OK 2 "))
-        self.assertTrue(out.endswith(b"+OK \r\n+OK Logging out, 0 messages deleted.\r\n"))
+        self.assertTrue(out.endswith(b"+OK\r\n+OK Logging out, 0 messages deleted.\r\n"))
 
 
 class Update(Base):
@@ -491,9 +491,9 @@ class Streaming(Base):
         c.take()
         c.proto.dataReceived(b"RETR 3\r\nNOOP\r\n")
         first = c.transport.io.getvalue()[c._mark :]
-        self.assertNotIn(b"+OK \r\n", first)
+        self.assertNotIn(b"+OK\r\n", first)
         out = c.take()
-        self.assertTrue(out.endswith(b"\r\n.\r\n+OK \r\n"))
+        self.assertTrue(out.endswith(b"\r\n.\r\n+OK\r\n"))
 
     def test_idle_timeout_while_the_client_does_not_read_aborts(self) -> None:
         deliver(self.ctx, ALICE, b"x\r\n" * 1000)
@@ -675,7 +675,7 @@ DIALOG = [
     ("STAT", b"+OK 1 %d\r\n" % len(MSG2)),
     ("RSET", b"+OK 2 messages (%d octets).\r\n" % (len(MSG1) + len(MSG2))),
     ("DELE 2", b"+OK Message 2 deleted.\r\n"),
-    ("NOOP", b"+OK \r\n"),
+    ("NOOP", b"+OK\r\n"),
     ("QUIT", b"+OK Logging out, 1 messages deleted.\r\n"),
 ]
 

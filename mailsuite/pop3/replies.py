@@ -26,10 +26,12 @@ class Reply:
 
     def to_bytes(self) -> bytes:
         """The status line on the wire, with CRLF (RFC 1939 section 3)."""
-        status = "+OK" if self.ok else "-ERR"
+        parts = ["+OK" if self.ok else "-ERR"]
         if self.code:
-            return f"{status} [{self.code}] {self.text}\r\n".encode("ascii", "replace")
-        return f"{status} {self.text}\r\n".encode("ascii", "replace")
+            parts.append(f"[{self.code}]")
+        if self.text:
+            parts.append(self.text)
+        return (" ".join(parts) + "\r\n").encode("ascii", "replace")
 
     def format(self, **fields: object) -> Reply:
         """A copy with ``{field}`` placeholders in the text filled in."""
