@@ -80,7 +80,10 @@ def _chown_tree(root: Path, uid: int | None, gid: int | None) -> None:
 
     def fix(path: str, st: os.stat_result) -> None:
         if (uid is not None and st.st_uid != uid) or (gid is not None and st.st_gid != gid):
-            os.lchown(path, want_uid, want_gid)
+            try:
+                os.lchown(path, want_uid, want_gid)
+            except FileNotFoundError:  # removed meanwhile (a delivery moved it)
+                pass
 
     if not root.exists():
         return
@@ -88,12 +91,18 @@ def _chown_tree(root: Path, uid: int | None, gid: int | None) -> None:
     stack = [str(root)]
     while stack:
         directory = stack.pop()
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                st = entry.stat(follow_symlinks=False)
-                fix(entry.path, st)
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    fix(entry.path, st)
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+        except FileNotFoundError:
+            continue
 
 
 def _unreachable_parent(path: Path, uid: int | None, gid: int | None) -> Path | None:
@@ -173,10 +182,10 @@ class MailsuiteService(service.MultiService):
             self.ports.setdefault(name, []).append(outcome)
         self._bound = True
 
-    @staticmethod
-    def _unbind(ports: list[Any]) -> None:
+    def _unbind(self, ports: list[Any]) -> None:
         for port in ports:
             port.stopListening()
+        self.ports = {}
 
     def startService(self) -> None:
         if not self._bound:  # started without twistd's privileged phase (tests)
