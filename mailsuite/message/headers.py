@@ -394,10 +394,10 @@ def parse_disposition(value: str) -> tuple[str, list[tuple[str, str]]] | None:
 def parse_language(value: str) -> list[str] | None:
     """Content-Language (RFC 3282): a comma-separated list of tags; None when empty."""
     tags = []
-    for piece in re.sub(r"\([^)]*\)", " ", value).split(","):
-        tag = piece.strip()
-        if tag:
-            tags.append(tag)
+    for piece in re.sub(r"\([^)]*\)?", " ", value).split(","):
+        words = piece.split()
+        if words:
+            tags.append(words[0])
     return tags or None
 
 

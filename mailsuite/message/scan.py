@@ -9,11 +9,11 @@ past either bound the content is kept as one opaque leaf.
 Line ending rules used everywhere (RFC 5322 2.2, RFC 2046 5.1.1, tolerant of bare LF):
 - the header ends at the first empty line (``\\r\\n`` or ``\\n`` alone); without one the whole
   entity is header and the body is empty;
-- a boundary delimiter is ``--boundary`` at the start of a line, followed by optional white
-  space (or ``--`` for the close delimiter); the line break before it belongs to it. A line
-  that merely starts with ``--boundary`` and goes on with other text is not a delimiter
-  (RFC 2046 5.1.1); Dovecot accepts such prefixes, so on corrupted messages the two can differ.
-  A delimiter at the very end of the data opens no new part.
+- a boundary delimiter is a line starting with ``--boundary`` (``--boundary--`` closes); the
+  line break before it belongs to it (RFC 2046 5.1.1). Like Dovecot, text after the boundary
+  on that line is tolerated; delimiters are matched against every enclosing multipart,
+  longest boundary first, then innermost. A delimiter at the very end of the data opens no
+  new part.
 """
 
 from __future__ import annotations
@@ -150,20 +150,26 @@ class _Budget:
 def _match_delimiter(
     raw: bytes, i: int, limit: int, stack: list[bytes]
 ) -> tuple[int, bool, int] | None:
-    """The boundary that the line at ``i`` (which starts with ``--``) delimits, innermost
-    first: (index in ``stack``, is the close delimiter, end of the line), or None."""
+    """The boundary that the line at ``i`` (which starts with ``--``) delimits: (index in
+    ``stack``, is the close delimiter, end of the line), or None.
+
+    As in Dovecot, a line that starts with ``--boundary`` is a delimiter even when other
+    text follows (RFC 2046 5.1.1 allows only white space; damaged mail often has more).
+    When several boundaries match, the longest wins, then the innermost, so nested
+    boundaries that extend each other, or repeat each other, are told apart.
+    """
     lf = raw.find(b"\n", i, limit)
     line_end = limit if lf < 0 else lf + 1
-    line = raw[i + 2 : limit if lf < 0 else lf]
+    best = -1
     for k in range(len(stack) - 1, -1, -1):
         boundary = stack[k]
-        if line.startswith(boundary):
-            rest = line[len(boundary) :]
-            if rest.startswith(b"--"):
-                return k, True, line_end
-            if not rest.strip(b" \t\r"):
-                return k, False, line_end
-    return None
+        if raw.startswith(boundary, i + 2) and i + 2 + len(boundary) <= line_end:
+            if best < 0 or len(boundary) > len(stack[best]):
+                best = k
+    if best < 0:
+        return None
+    after = i + 2 + len(stack[best])
+    return best, raw[after : after + 2] == b"--" and after + 2 <= limit, line_end
 
 
 def _next_delimiter(
