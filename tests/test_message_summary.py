@@ -434,3 +434,18 @@ def test_rfc2231_plain_sections_join_as_written() -> None:
     )
     params = summarize(raw)["body"]["params"]
     assert params == [["charset", "us-ascii"], ["title*", "us-ascii'en'This%20is%20isn't it!"]]
+
+
+def test_transfer_encoding_with_trailing_junk_is_7bit() -> None:
+    raw = b"Content-Type: application/zip\r\nContent-Transfer-Encoding: ent; x=y\r\n\r\nzz"
+    assert summarize(raw)["body"]["encoding"] == "7bit"
+
+
+def test_transfer_encoding_with_comment_is_read() -> None:
+    raw = b"Content-Transfer-Encoding: (old mailer) BASE64 (really)\r\n\r\nzz"
+    assert summarize(raw)["body"]["encoding"] == "base64"
+
+
+def test_delimiter_with_trailing_text_still_delimits() -> None:
+    raw = b"Content-Type: multipart/mixed; boundary=cut\r\n\r\n--cut\r\n\r\none\r\n--cutjunk\r\n\r\ntwo\r\n--cut--\r\n"
+    assert [p["size"] for p in summarize(raw)["body"]["parts"]] == [3, 3]

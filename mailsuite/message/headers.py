@@ -402,11 +402,13 @@ def parse_language(value: str) -> list[str] | None:
 
 
 def first_token(value: str) -> str:
-    """The first token of a structured field, lower-cased (Content-Transfer-Encoding);
-    ``""`` when it is not a valid RFC 2045 token."""
+    """The single token of a structured field, lower-cased (Content-Transfer-Encoding);
+    ``""`` when the value is not exactly one valid RFC 2045 token (comments aside)."""
     pos = _skip_cfws(value, 0)
-    token, _ = _read_token(value, pos, ' \t;("')
-    return "" if _bad_token(token) else token.lower()
+    token, pos = _read_token(value, pos, ' \t;("')
+    if _bad_token(token) or _skip_cfws(value, pos) != len(value):
+        return ""  # not one token: Dovecot then assumes 7bit too
+    return token.lower()
 
 
 # --- dates (RFC 5322 3.3) --------------------------------------------------------------

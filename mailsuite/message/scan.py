@@ -163,9 +163,12 @@ def _match_delimiter(
     best = -1
     for k in range(len(stack) - 1, -1, -1):
         boundary = stack[k]
-        if raw.startswith(boundary, i + 2) and i + 2 + len(boundary) <= line_end:
-            if best < 0 or len(boundary) > len(stack[best]):
-                best = k
+        if (
+            raw.startswith(boundary, i + 2)
+            and i + 2 + len(boundary) <= line_end
+            and (best < 0 or len(boundary) > len(stack[best]))
+        ):
+            best = k
     if best < 0:
         return None
     after = i + 2 + len(stack[best])
