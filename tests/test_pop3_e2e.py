@@ -100,8 +100,8 @@ class Pop3Server:
         self._stopped = True
         await defer.maybeDeferred(self.plain_port.stopListening)
         await defer.maybeDeferred(self.tls_port.stopListening)
-        # Let the server side of closed client connections finish (bounded).
-        for _ in range(500):
+        # Let the server side of closed client connections finish (bounded: 30 s).
+        for _ in range(3000):
             if self.ctx.pop3_sessions.connections == 0:
                 break
             await task.deferLater(reactor, 0.01, lambda: None)
@@ -478,13 +478,19 @@ class MixedWithImaplibTests(E2ETestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        factory = TLSMemoryBIOFactory(
-            self.server.ctx.tls.server_options(), False, imap_factory(self.server.ctx, True)
-        )
+        self.imap = imap_factory(self.server.ctx, True)
+        factory = TLSMemoryBIOFactory(self.server.ctx.tls.server_options(), False, self.imap)
         self.imap_port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        self.addCleanup(lambda: defer.maybeDeferred(self.imap_port.stopListening))
+        self.addCleanup(lambda: defer.Deferred.fromCoroutine(self.stop_imap()))
 
-    def imap(self) -> imaplib.IMAP4_SSL:
+    async def stop_imap(self) -> None:
+        await defer.maybeDeferred(self.imap_port.stopListening)
+        for _ in range(3000):  # the server side of logged-out connections (bounded: 30 s)
+            if not getattr(self.imap, "connections", ()):
+                break
+            await task.deferLater(reactor, 0.01, lambda: None)
+
+    def imap_client(self) -> imaplib.IMAP4_SSL:
         client = imaplib.IMAP4_SSL(
             "127.0.0.1",
             self.imap_port.getHost().port,
@@ -509,7 +515,7 @@ class MixedWithImaplibTests(E2ETestCase):
             before = await in_thread(self.pop3_uidl)
 
             def imap_store() -> Any:
-                client = self.imap()
+                client = self.imap_client()
                 client.select("INBOX")
                 typ, _ = client.store("1:*", "+FLAGS", "(\\Seen \\Flagged)")
                 client.logout()
@@ -536,7 +542,7 @@ class MixedWithImaplibTests(E2ETestCase):
             await in_thread(pop3)
 
             def imap_fetch() -> Any:
-                client = self.imap()
+                client = self.imap_client()
                 client.select("INBOX")
                 _typ, data = client.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
                 client.logout()
