@@ -84,6 +84,7 @@ class Entity:
 
 
 _FIELD_START = re.compile(rb"\n(?![ \t])")
+_EMPTY_LINE = re.compile(rb"\n\r?\n")
 _NAME_CHARS = bytes(c for c in range(33, 127) if c != 0x3A)  # RFC 5322 ftext
 
 
@@ -95,13 +96,10 @@ def header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
         return start, start + 1
     if raw.startswith(b"\r\n", start) and start + 2 <= end:
         return start, start + 2
-    lf_lf = raw.find(b"\n\n", start, end)
-    lf_crlf = raw.find(b"\n\r\n", start, end)
-    if lf_lf >= 0 and (lf_crlf < 0 or lf_lf < lf_crlf):
-        return lf_lf + 1, lf_lf + 2
-    if lf_crlf >= 0:
-        return lf_crlf + 1, lf_crlf + 3
-    return end, end
+    found = _EMPTY_LINE.search(raw, start, end)  # one pass, stops at the first empty line
+    if found is None:
+        return end, end
+    return found.start() + 1, found.end()
 
 
 def split_header(raw: bytes, start: int, end: int) -> tuple[list[HeaderField], int]:
