@@ -165,9 +165,11 @@ class Client:
         """Everything written since the last call (streams any registered producer fully)."""
         for _ in range(100000):
             producer = self.transport.producer
-            if producer is None:
+            due = [c for c in self.clock.getDelayedCalls() if c.getTime() <= self.clock.seconds()]
+            if producer is not None:
+                producer.resumeProducing()
+            elif not due:
                 break
-            producer.resumeProducing()
             self.clock.advance(0)
         value = self.transport.io.getvalue()
         out, self._mark = value[self._mark :], len(value)

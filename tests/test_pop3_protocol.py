@@ -687,3 +687,14 @@ class Dialog(Base):
             got = c.take() if line is None else c.cmd(line)
             self.assertEqual(got, expected, f"after {line!r}")
         self.assertEqual([i.size for i in self.inbox().messages()], [len(MSG1)])
+
+
+class LongPipeline(Base):
+    settings = Pop3Settings(chunk_size=1024)
+
+    def test_many_pipelined_streamed_retrs_are_all_answered(self) -> None:
+        deliver(self.ctx, ALICE, b"y" * 5000 + b"\r\n")
+        c = self.logged_in()
+        out = c.send(b"RETR 3\r\n" * 200 + b"QUIT\r\n")
+        self.assertEqual(out.count(b"+OK 5002 octets.\r\n"), 200)
+        self.assertTrue(out.endswith(b"+OK Logging out, 0 messages deleted.\r\n"))

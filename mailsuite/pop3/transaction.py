@@ -162,8 +162,7 @@ class TransactionCommands(Pop3Connection):
                 return
             if top_lines is None:
                 drop.mark_retrieved(number)
-            self._busy = False
-            self._process()
+            self._stream_done()  # _process() does not nest: it returns if already running
 
         self._sender = MessageSender(
             self.transport,
@@ -176,6 +175,11 @@ class TransactionCommands(Pop3Connection):
             on_progress=self.resetTimeout,
         )
         self._sender.start()
+
+    def _stream_done(self) -> None:
+        self._busy = False
+        if not self._disconnected:
+            self._process()
 
     # --- QUIT / UPDATE -------------------------------------------------------------------
 
