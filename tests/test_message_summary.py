@@ -449,3 +449,9 @@ def test_transfer_encoding_with_comment_is_read() -> None:
 def test_delimiter_with_trailing_text_still_delimits() -> None:
     raw = b"Content-Type: multipart/mixed; boundary=cut\r\n\r\n--cut\r\n\r\none\r\n--cutjunk\r\n\r\ntwo\r\n--cut--\r\n"
     assert [p["size"] for p in summarize(raw)["body"]["parts"]] == [3, 3]
+
+
+def test_header_only_parts_do_not_rescan_the_message() -> None:
+    raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + b"--b\r\nX-A: y\r\n" * 5000 + b"--b--\r\n"
+    parts = summarize(raw)["body"]["parts"]
+    assert len(parts) == 5000 and parts[0]["size"] == 0

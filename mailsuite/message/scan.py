@@ -26,6 +26,7 @@ from mailsuite.message import headers as hdr
 MAX_DEPTH = 100  # nesting of multipart and message/rfc822 entities
 MAX_PARTS = 10_000  # entities in one message
 MAX_HEADER_FIELDS = 10_000  # fields told apart in one header (the rest join the last one)
+MAX_DELIMITER_CHECKS = 200_000  # "--" lines tested as delimiters in one message
 
 IDENTITY_ENCODINGS = frozenset({"7bit", "8bit", "binary"})
 
@@ -137,12 +138,15 @@ def split_header(raw: bytes, start: int, end: int) -> tuple[list[HeaderField], i
 
 
 class _Budget:
-    """How many more entities a scan may create."""
+    """How many more entities a scan may create, and how many more lines starting with
+    ``--`` it may test as delimiters (which bounds the work of deep nesting over a body full
+    of such lines; past it, no further delimiter is recognised)."""
 
-    __slots__ = ("left",)
+    __slots__ = ("checks", "left")
 
-    def __init__(self, left: int) -> None:
+    def __init__(self, left: int, checks: int = MAX_DELIMITER_CHECKS) -> None:
         self.left = left
+        self.checks = checks
 
 
 def _match_delimiter(
@@ -174,7 +178,7 @@ def _match_delimiter(
 
 
 def _next_delimiter(
-    raw: bytes, pos: int, limit: int, stack: list[bytes]
+    raw: bytes, pos: int, limit: int, stack: list[bytes], budget: _Budget
 ) -> tuple[int, int, bool, int] | None:
     """The first delimiter line of any boundary in ``stack`` at or after the line start
     ``pos``: (line start, index in stack, is close, line end), or None before ``limit``."""
@@ -182,17 +186,19 @@ def _next_delimiter(
         return None
     candidate = pos if pos + 2 <= limit and raw.startswith(b"--", pos) else -1
     search = pos
-    while True:
+    while budget.checks > 0:
         if candidate < 0:
             j = raw.find(b"\n--", search, limit)
             if j < 0:
                 return None
             candidate = j + 1
+        budget.checks -= 1
         found = _match_delimiter(raw, candidate, limit, stack)
         if found is not None:
             return (candidate, *found)
         search = candidate
         candidate = -1
+    return None
 
 
 def _trim(raw: bytes, floor: int, delimiter: int) -> int:
@@ -207,10 +213,10 @@ def _trim(raw: bytes, floor: int, delimiter: int) -> int:
 
 
 def _until_delimiter(
-    raw: bytes, pos: int, floor: int, limit: int, stack: list[bytes]
+    raw: bytes, pos: int, floor: int, limit: int, stack: list[bytes], budget: _Budget
 ) -> tuple[int, int]:
     """(content end, next position) for content from ``pos`` up to the next delimiter."""
-    found = _next_delimiter(raw, pos, limit, stack)
+    found = _next_delimiter(raw, pos, limit, stack, budget)
     if found is None:
         return limit, limit
     return _trim(raw, floor, found[0]), found[0]
@@ -232,16 +238,19 @@ def _parse(
     Delimiters are matched innermost first, so a multipart nested in one with the same
     boundary (Outlook Express for Mac did that) is told apart as Dovecot does.
     """
-    fields, body_start = split_header(raw, start, limit)
-    if stack and body_start > start:
-        cut = _next_delimiter(raw, start, body_start, stack)
-        if cut is not None:  # a delimiter inside the header: the part is cut short there
-            fields, _ = split_header(raw, start, cut[0])
-            entity = Entity(start, cut[0], cut[0], fields)
-            _content_type(raw, entity, default_type)
-            if entity.maintype == "multipart":
-                entity.children.append(_stand_in(cut[0]))
-            return entity, cut[0]
+    # The next delimiter of an enclosing multipart bounds this entity's header (so a part
+    # without an empty line costs no scan beyond it) and, for a leaf, ends its body.
+    outer = _next_delimiter(raw, start, limit, stack, budget)
+    header_limit = limit if outer is None else outer[0]
+    fields_end, body_start = header_end(raw, start, header_limit)
+    fields, _ = split_header(raw, start, fields_end)
+    if outer is not None and fields_end == body_start and start < header_limit:
+        # No empty line before the delimiter: a header-only part, cut short there.
+        entity = Entity(start, header_limit, header_limit, fields)
+        _content_type(raw, entity, default_type)
+        if entity.maintype == "multipart":
+            entity.children.append(_stand_in(header_limit))
+        return entity, header_limit
     entity = Entity(start, body_start, limit, fields)
     _content_type(raw, entity, default_type)
     if entity.maintype == "multipart" and depth < MAX_DEPTH:
@@ -252,7 +261,7 @@ def _parse(
             own = len(stack)
             pos = body_start
             while True:
-                found = _next_delimiter(raw, pos, limit, inner)
+                found = _next_delimiter(raw, pos, limit, inner, budget)
                 if found is None:  # never closed: runs to the end
                     entity.end, nxt = limit, limit
                     break
@@ -263,13 +272,15 @@ def _parse(
                 if close or line_end >= limit or budget.left <= 0:
                     # Closed (the epilogue runs to the next outer delimiter), or a final
                     # delimiter that opens nothing, or out of budget.
-                    entity.end, nxt = _until_delimiter(raw, line_end, body_start, limit, stack)
+                    entity.end, nxt = _until_delimiter(
+                        raw, line_end, body_start, limit, stack, budget
+                    )
                     break
                 budget.left -= 1
                 child, pos = _parse(raw, line_end, limit, inner, depth + 1, budget, child_default)
                 entity.children.append(child)
         else:
-            entity.end, nxt = _until_delimiter(raw, body_start, body_start, limit, stack)
+            entity.end, nxt = _until_delimiter(raw, body_start, body_start, limit, stack, budget)
         if not entity.children:
             # No boundary or no delimiter found. RFC 3501 body-type-mpart needs one part:
             # an empty text/plain stands in (as in Dovecot).
@@ -287,8 +298,10 @@ def _parse(
             entity.end = message.end
             return entity, nxt
         entity.opaque = True
-    entity.end, nxt = _until_delimiter(raw, body_start, body_start, limit, stack)
-    return entity, nxt
+    if outer is None:
+        return entity, limit
+    entity.end = _trim(raw, body_start, outer[0])
+    return entity, outer[0]
 
 
 def _stand_in(offset: int) -> Entity:
