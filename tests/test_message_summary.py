@@ -455,3 +455,9 @@ def test_header_only_parts_do_not_rescan_the_message() -> None:
     raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + b"--b\r\nX-A: y\r\n" * 5000 + b"--b--\r\n"
     parts = summarize(raw)["body"]["parts"]
     assert len(parts) == 5000 and parts[0]["size"] == 0
+
+
+def test_long_blank_runs_in_content_type_stay_linear() -> None:
+    # A regular expression fast path would backtrack quadratically here.
+    raw = b"Content-Type: text/plain; charset=utf-8" + b" " * 1_000_000 + b"x\r\n\r\nbody"
+    assert summarize(raw)["body"]["params"] == [["charset", "utf-8"]]

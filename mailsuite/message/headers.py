@@ -329,6 +329,7 @@ _SIMPLE_TYPE = re.compile(
     rf"[ \t]*({_TOKEN_CHARS})[ \t]*/[ \t]*({_TOKEN_CHARS})[ \t]*((?:{_PARAM})*)(?:;[ \t]*)?",
     re.DOTALL,
 )
+_SIMPLE_MAX = 1000  # longest value given to _SIMPLE_TYPE
 _SIMPLE_PARAM = re.compile(_PARAM, re.DOTALL)
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 
@@ -352,7 +353,8 @@ def parse_content_type(value: str) -> tuple[str, str, list[tuple[str, str]]] | N
     uses the default). The common comment-free form is parsed by one regular expression; the
     rest by the general scanner (they agree: see the fuzz tests).
     """
-    simple = _SIMPLE_TYPE.fullmatch(value)
+    # Short values only: the expression backtracks quadratically on long runs of blanks.
+    simple = _SIMPLE_TYPE.fullmatch(value) if len(value) <= _SIMPLE_MAX else None
     if simple is not None:
         maintype, subtype, rest = simple.group(1, 2, 3)
         return maintype.lower(), subtype.lower(), merge_rfc2231(_simple_params(rest))
