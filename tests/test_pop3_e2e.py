@@ -556,6 +556,60 @@ class MixedWithImaplibTests(E2ETestCase):
 
         return self.run_async(go())
 
+    def test_imap_idle_sees_pop3_deletion_at_quit(self) -> defer.Deferred[Any]:
+        async def go() -> None:
+            await self.server.deliver(MSG)
+            await self.server.deliver(b"Subject: two\r\n\r\nsecond\r\n")
+            conn: dict[str, Any] = {}
+
+            def imap_until(tag: bytes) -> bytes:
+                out = b""
+                for _ in range(100):
+                    line = conn["f"].readline()
+                    out += line
+                    if not line or line.startswith(tag):
+                        break
+                return out
+
+            def idle() -> bytes:
+                port = self.imap_port.getHost().port
+                raw = socket.create_connection(("127.0.0.1", port), 30)
+                ctx = self.server.client_context()
+                imap = conn["s"] = ctx.wrap_socket(raw, server_hostname="localhost")
+                f = conn["f"] = imap.makefile("rb")
+                f.readline()  # greeting
+                imap.sendall(f'a LOGIN "{ALICE}" "{PASSWORD}"\r\n'.encode())
+                imap_until(b"a ")
+                imap.sendall(b"b SELECT INBOX\r\n")
+                imap_until(b"b ")
+                imap.sendall(b"c IDLE\r\n")
+                return f.readline()
+
+            self.assertTrue((await in_thread(idle)).startswith(b"+"))
+
+            def pop3() -> bytes:
+                pop = self.tls_client()
+                pop.user(ALICE)
+                pop.pass_(PASSWORD)
+                pop.dele(1)
+                return pop.quit()
+
+            self.assertEqual(await in_thread(pop3), b"+OK Logging out, 1 messages deleted.")
+
+            def idle_updates() -> bytes:
+                imap, f = conn["s"], conn["f"]
+                out = f.readline()
+                imap.sendall(b"DONE\r\n")
+                out += imap_until(b"c ")
+                imap.sendall(b"d LOGOUT\r\n")
+                imap_until(b"d ")
+                imap.close()
+                return out
+
+            self.assertIn(b"* 1 EXPUNGE\r\n", await in_thread(idle_updates))
+
+        return self.run_async(go())
+
 
 FETCHMAIL = shutil.which("fetchmail")
 CURL = shutil.which("curl")
