@@ -1,0 +1,82 @@
+"""Against a real ``twistd -n mailsuite``: a desktop client submits on 587 (STARTTLS + AUTH) and
+the recipient fetches the message with IMAP and with POP3."""
+
+from __future__ import annotations
+
+import imaplib
+import poplib
+import smtplib
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from harness import MailServer
+
+ALICE = "alice@example.test"
+BOB = "bob@example.test"
+PASSWORD = "desktop client secret"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> MailServer:
+    mail_server = MailServer(tmp_path_factory.mktemp("smtp-server"))
+    mail_server.start()
+    try:
+        mail_server.add_user(ALICE, PASSWORD)
+        mail_server.add_user(BOB, PASSWORD)
+        yield mail_server
+    finally:
+        mail_server.stop()
+
+
+def _submit(server: MailServer, subject: str) -> None:
+    msg = EmailMessage()
+    msg["From"] = f"Alice <{ALICE}>"
+    msg["To"] = f"Bob <{BOB}>"
+    msg["Subject"] = subject
+    msg.set_content("Sent from a desktop client over submission.\n")
+    with smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=30) as smtp:
+        smtp.ehlo("laptop.example.test")
+        smtp.starttls(context=server.ssl_context(check_hostname=False))
+        smtp.ehlo("laptop.example.test")
+        smtp.login(ALICE, PASSWORD)
+        refused = smtp.send_message(msg)
+        assert refused == {}
+
+
+def test_submitted_message_is_fetched_with_imap(server: MailServer) -> None:
+    _submit(server, "via imap")
+    imap = imaplib.IMAP4_SSL(
+        "127.0.0.1", server.ports["imaps"], ssl_context=server.ssl_context(check_hostname=False)
+    )
+    imap.login(BOB, PASSWORD)
+    imap.select("INBOX")
+    typ, data = imap.search(None, "SUBJECT", '"via imap"')
+    assert typ == "OK" and data[0]
+    typ, fetched = imap.fetch(data[0].split()[-1], "(RFC822)")
+    imap.logout()
+    raw = fetched[0][1]
+    assert raw.startswith(b"Return-Path: <alice@example.test>\r\nDelivered-To: bob@example.test\r\n")
+    assert b"with ESMTPSA id" in raw
+    assert b"Message-ID: <" in raw
+
+
+def test_submitted_message_is_fetched_with_pop3(server: MailServer) -> None:
+    _submit(server, "via pop3")
+    pop = poplib.POP3_SSL(
+        "127.0.0.1", server.ports["pop3s"], context=server.ssl_context(check_hostname=False)
+    )
+    pop.user(BOB)
+    pop.pass_(PASSWORD)
+    count, _size = pop.stat()
+    bodies = [b"\r\n".join(pop.retr(i)[1]) for i in range(1, count + 1)]
+    pop.quit()
+    assert any(b"Subject: via pop3" in body for body in bodies)
+
+
+def test_mail_log_records_the_submission(server: MailServer) -> None:
+    _submit(server, "logged")
+    log = Path(server.data_dir, ".mailsuite", "mail.log").read_text()
+    assert "auth " in log and "accepted " in log
+    assert PASSWORD not in log
