@@ -278,3 +278,14 @@ def test_stale_summary_version_is_not_trusted() -> None:
     built = corpus.mixed()
     summary = dict(summarize(built.raw), version=-1, body={"offset": 0})  # unusable tree
     assert extract(built.raw, "1", summary) == built.pieces["1"]
+
+
+def test_part_without_empty_line_is_header_only() -> None:
+    # The line break before a delimiter is the delimiter's, so this part has no empty line:
+    # all header, no body (Dovecot answers the same).
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=foo\r\n\r\n"
+        b"--foo\r\nContent-Type: text/plain\r\nbar\r\n\r\n--foo--\r\n"
+    )
+    assert extract(raw, "1.MIME") == b"Content-Type: text/plain\r\nbar\r\n"
+    assert extract(raw, "1") == b""

@@ -452,7 +452,11 @@ def test_delimiter_with_trailing_text_still_delimits() -> None:
 
 
 def test_header_only_parts_do_not_rescan_the_message() -> None:
-    raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + b"--b\r\nX-A: y\r\n" * 5000 + b"--b--\r\n"
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+        + b"--b\r\nX-A: y\r\n" * 5000
+        + b"--b--\r\n"
+    )
     parts = summarize(raw)["body"]["parts"]
     assert len(parts) == 5000 and parts[0]["size"] == 0
 

@@ -244,15 +244,19 @@ def _parse(
     header_limit = limit if outer is None else outer[0]
     fields_end, body_start = header_end(raw, start, header_limit)
     fields, _ = split_header(raw, start, fields_end)
-    if outer is not None and fields_end == body_start and start < header_limit:
-        # No empty line before the delimiter: a header-only part, cut short there.
-        entity = Entity(start, header_limit, header_limit, fields)
-        _content_type(raw, entity, default_type)
-        if entity.maintype == "multipart":
-            entity.children.append(_stand_in(header_limit))
-        return entity, header_limit
     entity = Entity(start, body_start, limit, fields)
     _content_type(raw, entity, default_type)
+    if outer is not None and start < header_limit:
+        no_empty_line = fields_end == body_start
+        # An "empty line" right before the delimiter is only the delimiter's line break,
+        # unless this part is a multipart whose own first delimiter comes there.
+        own_boundary = entity.maintype == "multipart" and _param(entity.params, "boundary")
+        if no_empty_line or (body_start == header_limit and not own_boundary):
+            cut = _trim(raw, start, header_limit)
+            entity.body_start = entity.end = cut  # a header-only part, as Dovecot reads it
+            if entity.maintype == "multipart":
+                entity.children.append(_stand_in(cut))
+            return entity, header_limit
     if entity.maintype == "multipart" and depth < MAX_DEPTH:
         boundary = _param(entity.params, "boundary")
         child_default = DIGEST_DEFAULT_TYPE if entity.subtype == "digest" else DEFAULT_TYPE
