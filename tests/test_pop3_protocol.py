@@ -698,3 +698,13 @@ class LongPipeline(Base):
         out = c.send(b"RETR 3\r\n" * 200 + b"QUIT\r\n")
         self.assertEqual(out.count(b"+OK 5002 octets.\r\n"), 200)
         self.assertTrue(out.endswith(b"+OK Logging out, 0 messages deleted.\r\n"))
+
+
+class UniqueIds(unittest.TestCase):
+    def test_store_ids_outside_rfc_1939_syntax_are_replaced(self) -> None:
+        from mailsuite.pop3.maildrop import _valid_pop_id
+
+        self.assertEqual(_valid_pop_id("abc.DEF-1", 7, 1), "abc.DEF-1")
+        self.assertEqual(_valid_pop_id("has space", 7, 1), "0000000100000007")
+        self.assertEqual(_valid_pop_id("x" * 71, 7, 1), "0000000100000007")
+        self.assertEqual(_valid_pop_id("", 7, 1), "0000000100000007")

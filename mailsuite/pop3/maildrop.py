@@ -15,6 +15,7 @@ itself costs no Maildir rename.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -45,9 +46,12 @@ class DropEntry:
     size: int
 
 
+_UNIQUE_ID = re.compile(r"[\x21-\x7e]{1,70}")  # RFC 1939 section 7
+
+
 def _valid_pop_id(pop_id: str, uid: int, uidvalidity: int) -> str:
     """RFC 1939 section 7: a unique-id is 1-70 characters in 0x21..0x7E."""
-    if 0 < len(pop_id) <= 70 and all(0x21 <= ord(c) <= 0x7E for c in pop_id):
+    if _UNIQUE_ID.fullmatch(pop_id):
         return pop_id
     return f"{uidvalidity:08x}{uid:08x}"
 
