@@ -332,3 +332,30 @@ class ConnectionLimitTests(unittest.TestCase):
         served = sum(1 for c in clients if c.output().startswith("220 "))
         self.assertEqual(served, 5)
         self.assertEqual(self.factory.limiter.total, 5)
+
+
+class ShutdownTests(unittest.TestCase):
+    def test_stopping_listener_says_421_to_idle_sessions(self) -> None:
+        ctx = make_context(task.Clock())
+        factory = make_factory(ctx)
+        client = connect(factory)
+        client.transport.clear()
+        factory.stopFactory()
+        self.assertTrue(has_reply(client.output(), replies.SHUTTING_DOWN))
+        self.assertTrue(client.closed)
+
+    def test_idle_timer_waits_for_a_pending_delivery(self) -> None:
+        from twisted.internet import defer
+
+        clock = task.Clock()
+        ctx = make_context(clock, SmtpSettings(idle_timeout=30.0))
+        pending: defer.Deferred[None] = defer.Deferred()
+        ctx.store.account(ALICE).deliver = lambda *a, **k: pending
+        client = connect(make_factory(ctx))
+        client.send(f"EHLO c.test\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<{ALICE}>\r\nDATA\r\n")
+        client.send(MESSAGE + ".\r\n")
+        clock.advance(31)
+        self.assertFalse(client.closed)
+        client.transport.clear()
+        pending.callback(None)
+        self.assertTrue(has_reply(client.output(), replies.QUEUED))

@@ -100,8 +100,7 @@ class MessageIntake:
         shown_id = spool_id or queue_id
         ctx.maillog.log(
             "accepted",
-            id=queue_id,
-            spool_id=spool_id,
+            id=shown_id,
             client=session.peer_ip,
             user=session.user,
             sender=sender,

@@ -136,8 +136,19 @@ class SMTPServerProtocol(Protocol):
         self.server.connection_closed(self)
 
     def _idle_timeout(self) -> None:
+        if self._busy:
+            # Waiting on our own disk or AUTH delay is not the client being idle.
+            self._idle_call = self.server.ctx.reactor.callLater(
+                self.settings.idle_timeout, self._idle_timeout
+            )
+            return
         self._idle_call = None
         self._close_with(replies.IDLE_TIMEOUT)
+
+    def shut_down(self) -> None:
+        """The server is stopping: say 421 unless a message is being made durable."""
+        if not self._busy:
+            self._close_with(replies.SHUTTING_DOWN)
 
     def _session_timeout(self) -> None:
         self._session_call = None

@@ -126,6 +126,11 @@ class SMTPFactory(Factory):
         self.connections.add(protocol)
         return protocol
 
+    def stopFactory(self) -> None:
+        """The listener stops: idle sessions get 421 4.3.2 (RFC 5321 3.8)."""
+        for protocol in list(self.connections):
+            protocol.shut_down()
+
     def connection_closed(self, protocol: SMTPServerProtocol) -> None:
         """Called by the protocol from connectionLost."""
         if protocol in self.connections:
