@@ -1,0 +1,226 @@
+"""Pure parts of the SMTP server: path parsing, the DATA reader, policy, replies, headers."""
+
+from __future__ import annotations
+
+import unittest
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mailsuite.accounts import MemoryAccounts
+from mailsuite.policy import RecipientVerdict, check_recipient, sender_allowed
+from mailsuite.smtp import replies
+from mailsuite.smtp.auth import Credentials, SaslError, SaslExchange
+from mailsuite.smtp.data import DotReader, MessageBody
+from mailsuite.smtp.headers import TraceInfo, completion_headers, received_header
+from mailsuite.smtp.paths import (
+    Mailbox,
+    PathError,
+    decode_xtext,
+    parse_mail_from,
+    parse_rcpt_to,
+)
+
+
+class PathTests(unittest.TestCase):
+    def test_plain_path(self) -> None:
+        parsed = parse_rcpt_to("<Alice@Example.TEST>", utf8=False)
+        self.assertEqual(parsed.mailbox, Mailbox("Alice", "example.test"))
+
+    def test_null_reverse_path(self) -> None:
+        self.assertIsNone(parse_mail_from("<>").mailbox)
+
+    def test_parameters(self) -> None:
+        parsed = parse_mail_from("<a@b.test> SIZE=100 body=8bitmime")
+        self.assertEqual(parsed.params, {"SIZE": "100", "BODY": "8bitmime"})
+
+    def test_quoted_local_part(self) -> None:
+        mailbox = parse_rcpt_to('<"john \\"q\\" doe"@example.test>', utf8=False).mailbox
+        assert mailbox is not None
+        self.assertEqual((mailbox.local, mailbox.quoted), ('john "q" doe', True))
+        self.assertEqual(mailbox.address, '"john \\"q\\" doe"@example.test')
+
+    def test_source_route_is_recorded(self) -> None:
+        mailbox = parse_rcpt_to("<@a.test,@b.test:u@c.test>", utf8=False).mailbox
+        assert mailbox is not None
+        self.assertEqual((mailbox.route, mailbox.domain), (("a.test", "b.test"), "c.test"))
+
+    def test_trailing_dot_is_recorded(self) -> None:
+        mailbox = parse_rcpt_to("<u@example.test.>", utf8=False).mailbox
+        assert mailbox is not None
+        self.assertEqual((mailbox.domain, mailbox.trailing_dot), ("example.test", True))
+
+    def test_ipv6_literal(self) -> None:
+        mailbox = parse_rcpt_to("<u@[IPv6:2001:DB8:0::1]>", utf8=False).mailbox
+        assert mailbox is not None
+        self.assertEqual((mailbox.domain, mailbox.literal), ("[IPv6:2001:db8::1]", True))
+
+    def test_bad_ip_literal(self) -> None:
+        with self.assertRaises(PathError):
+            parse_rcpt_to("<u@[300.1.1.1]>", utf8=False)
+
+    def test_local_part_over_64_octets(self) -> None:
+        with self.assertRaises(PathError):
+            parse_rcpt_to("<" + "a" * 65 + "@example.test>", utf8=False)
+
+    def test_utf8_needs_smtputf8(self) -> None:
+        with self.assertRaises(PathError) as caught:
+            parse_rcpt_to("<jörg@example.test>", utf8=False)
+        self.assertIs(caught.exception.reply, replies.UTF8_NOT_ENABLED)
+
+    def test_utf8_with_smtputf8(self) -> None:
+        mailbox = parse_rcpt_to("<jörg@bücher.test>", utf8=True).mailbox
+        assert mailbox is not None
+        self.assertEqual(mailbox.address, "jörg@bücher.test")
+
+    def test_xtext(self) -> None:
+        self.assertEqual(decode_xtext("a+2Bb+3Dc"), "a+b=c")
+        with self.assertRaises(ValueError):
+            decode_xtext("a+zz")
+
+    @given(st.text(max_size=80))
+    @settings(max_examples=300, deadline=None)
+    def test_parser_never_crashes(self, text: str) -> None:
+        try:
+            parse_rcpt_to(text, utf8=True)
+            parse_mail_from(text)
+        except PathError:
+            pass
+
+
+def _read_data(pieces: list[bytes], **limits: int) -> tuple[MessageBody, bytes | None]:
+    body = MessageBody(limits.get("size", 10_000), limits.get("line", 1000), 50)
+    reader = DotReader(body)
+    leftover = None
+    for piece in pieces:
+        leftover = reader.feed(piece)
+        if leftover is not None:
+            break
+    return body, leftover
+
+
+class DotReaderTests(unittest.TestCase):
+    def test_end_and_leftover(self) -> None:
+        body, leftover = _read_data([b"a\r\n.\r\nQUIT\r\n"])
+        self.assertEqual((b"".join(body.chunks), leftover), (b"a\r\n", b"QUIT\r\n"))
+
+    def test_empty_message(self) -> None:
+        body, leftover = _read_data([b".\r\n"])
+        self.assertEqual((body.chunks, leftover), ([], b""))
+
+    def test_lf_dot_lf_does_not_end(self) -> None:
+        _body, leftover = _read_data([b"a\n.\nb\r\n"])
+        self.assertIsNone(leftover)
+
+    @given(st.lists(st.integers(min_value=0, max_value=60), max_size=8))
+    @settings(max_examples=200, deadline=None)
+    def test_any_split_gives_the_same_message(self, cuts: list[int]) -> None:
+        data = b"Subject: x\r\n\r\n..a\r\n.b\r\n" + b"c" * 30 + b"\r\n.\r\nNOOP\r\n"
+        points = sorted({min(c, len(data)) for c in cuts})
+        pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)]) if b > a]
+        body, leftover = _read_data(pieces)
+        self.assertEqual(b"".join(body.chunks), b"Subject: x\r\n\r\n.a\r\nb\r\n" + b"c" * 30 + b"\r\n")
+        self.assertIsNone(body.finish())
+
+    @given(st.binary(max_size=200))
+    @settings(max_examples=300, deadline=None)
+    def test_accepted_content_has_only_crlf_line_ends(self, content: bytes) -> None:
+        body, leftover = _read_data([content, b"\r\n.\r\n"])
+        if leftover is not None and body.finish() is None:
+            data = b"".join(body.chunks)
+            self.assertEqual(data.count(b"\n"), data.count(b"\r\n"))
+            self.assertEqual(data.count(b"\r"), data.count(b"\r\n"))
+
+    def test_line_limit_counts_across_reads(self) -> None:
+        body, _ = _read_data([b"x" * 600, b"x" * 600 + b"\r\n.\r\n"])
+        self.assertIs(body.finish(), replies.DATA_LINE_TOO_LONG)
+
+
+class PolicyTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.accounts = MemoryAccounts(["example.test"])
+        cls.accounts.add_user("alice@example.test", "pw")
+        cls.accounts.add_alias("sales@example.test", ["alice@example.test"])
+
+    def verdict(self, address: str, user: str | None = None) -> RecipientVerdict:
+        mailbox = parse_rcpt_to(f"<{address}>", utf8=True).mailbox
+        assert mailbox is not None
+        return check_recipient(self.accounts, mailbox, authenticated_user=user).verdict
+
+    def test_local_user(self) -> None:
+        self.assertIs(self.verdict("Alice@EXAMPLE.test"), RecipientVerdict.LOCAL)
+
+    def test_remote_without_auth(self) -> None:
+        self.assertIs(self.verdict("x@remote.test"), RecipientVerdict.RELAY_DENIED)
+
+    def test_remote_with_auth(self) -> None:
+        self.assertIs(self.verdict("x@remote.test", "alice@example.test"), RecipientVerdict.REMOTE)
+
+    def test_source_route_to_local_mailbox_is_local(self) -> None:
+        # RFC 5321 Appendix C: the route is ignored; the mailbox is ours.
+        self.assertIs(self.verdict("@remote.test:alice@example.test"), RecipientVerdict.LOCAL)
+
+    def test_unknown(self) -> None:
+        self.assertIs(self.verdict("nobody@example.test"), RecipientVerdict.UNKNOWN_USER)
+
+    def sender(self, address: str) -> bool:
+        mailbox = parse_mail_from(f"<{address}>").mailbox
+        return sender_allowed(self.accounts, mailbox, authenticated_user="alice@example.test")
+
+    def test_sender_own_alias_and_tag(self) -> None:
+        self.assertEqual(
+            [self.sender(a) for a in ("alice@example.test", "Sales@example.test", "alice+x@example.test")],
+            [True, True, True],
+        )
+
+    def test_sender_with_routing_characters(self) -> None:
+        self.assertFalse(self.sender("alice%evil.test@example.test"))
+
+
+class SaslTests(unittest.TestCase):
+    def test_plain(self) -> None:
+        step = SaslExchange("PLAIN").start("AGFsaWNlAHB3")
+        self.assertEqual(step, Credentials("alice", "pw", ""))
+
+    def test_password_never_in_repr(self) -> None:
+        self.assertNotIn("pw", repr(Credentials("alice", "pw")))
+
+    def test_bad_base64(self) -> None:
+        with self.assertRaises(SaslError) as caught:
+            SaslExchange("PLAIN").start("***")
+        self.assertTrue(caught.exception.is_failure)
+
+
+class HeaderTests(unittest.TestCase):
+    def info(self, **changes: object) -> TraceInfo:
+        values: dict[str, object] = dict(
+            helo="c.test", peer_ip="192.0.2.1", hostname="mx.test", queue_id="Q1", esmtp=True,
+            tls_version=None, tls_cipher=None, tls_bits=None, user=None, smtputf8=False,
+            single_recipient=None,
+        )
+        values.update(changes)
+        return TraceInfo(**values)  # type: ignore[arg-type]
+
+    def test_received_with_tls_and_auth(self) -> None:
+        raw = received_header(
+            self.info(tls_version="TLSv1.3", tls_cipher="TLS_AES_256_GCM_SHA384", tls_bits=256,
+                      user="a@x.test", single_recipient="b@y.test"),
+            "Mon, 23 Nov 2026 19:00:00 +0000",
+        )
+        self.assertEqual(
+            raw,
+            b"Received: from c.test (unknown [192.0.2.1])\r\n"
+            b"\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))\r\n"
+            b"\t(Authenticated sender: a@x.test)\r\n"
+            b"\tby mx.test (mailsuite) with ESMTPSA id Q1\r\n"
+            b"\tfor <b@y.test>; Mon, 23 Nov 2026 19:00:00 +0000\r\n",
+        )
+
+    def test_helo_cannot_inject_header_syntax(self) -> None:
+        raw = received_header(self.info(helo="x)\r\nBcc: evil"), "date")
+        self.assertEqual(raw.count(b"\r\n"), 2)
+
+    def test_completion_adds_only_missing_fields(self) -> None:
+        added = completion_headers(b"Date: x\r\n\r\n", hostname="h", queue_id="Q", date="d")
+        self.assertEqual(added, b"Message-ID: <Q@h>\r\n")
