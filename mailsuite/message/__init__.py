@@ -19,8 +19,10 @@ Summary format (``SUMMARY_VERSION`` = 1)
 Only ``str``, ``int``, ``None``, ``list`` and ``dict``: ``json.dumps`` works on it as is.
 Every "raw" string is the original header octets decoded with **latin-1** (lossless:
 ``s.encode("latin-1")`` gives the bytes back), with folding line breaks removed and the
-surrounding white space trimmed; encoded words are *not* decoded (IMAP sends them as they are).
-Absent or empty fields are ``None``.
+surrounding white space trimmed (a line break and the blanks after it become one space);
+encoded words are *not* decoded (IMAP sends them as they are). Absent fields are ``None``;
+a field present but empty is ``""``. When a field is repeated, the last one counts (address
+lists: all are merged), as in Dovecot.
 
 ::
 
@@ -80,6 +82,16 @@ identity encoding (e.g. base64) gets an all-NIL envelope and an empty text/plain
 
 Text encoding for rendering: the IMAP layer turns raw strings back into octets with
 ``s.encode("latin-1")`` (``mailsuite.imap.render`` does this).
+
+How the bytes are read (``scan``): the header ends at the first empty line; MIME parts are
+found in one pass with a stack of enclosing boundaries (longest match, then innermost, so
+nested multiparts that reuse or extend a boundary work); text after ``--boundary`` on a
+delimiter line is tolerated; a truncated multipart keeps its partial last part. Bounds:
+``MAX_DEPTH`` (100) nesting levels, ``MAX_PARTS`` (10,000) parts, 10,000 header fields per
+header, 200,000 delimiter tests and 256 KiB of address text per field. The results were
+compared with Dovecot 2.3 (``tests/test_message_dovecot.py``); deliberate differences:
+sizes count stored octets (Dovecot counts bare LF as CRLF), and an invalid Content-Type gets
+the RFC 2045 default ``text/plain`` (Dovecot echoes the invalid text).
 """
 
 from mailsuite.message.scan import MAX_DEPTH, MAX_PARTS
