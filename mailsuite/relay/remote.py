@@ -115,11 +115,7 @@ class RemoteAgent:
         """Close every connection (jobs in flight get transient outcomes); fires when closed."""
         self._stopping = True
         workers = list(self._workers)
-        for dest in list(self._destinations.values()):
-            while dest.idle:
-                waiter = dest.idle.pop()
-                if not waiter.called:
-                    waiter.callback(False)
+        self._close_idle()
         for session in list(self._sessions):
             session.protocol.abort()
         return defer.gatherResults(workers).addCallback(lambda _: None)
@@ -139,6 +135,8 @@ class RemoteAgent:
                         await self._close(session)
                         session = None
                     if not holding:
+                        if self._connections.tokens == 0:
+                            self._close_idle()  # an idle connection must not block new work
                         await self._connections.acquire()
                         holding = True
                     try:
@@ -181,9 +179,19 @@ class RemoteAgent:
             if not dest.jobs and dest.workers == 0:
                 self._destinations.pop(dest.key, None)
 
+    def _close_idle(self) -> None:
+        """Tell every worker waiting with an idle connection to close it."""
+        for dest in list(self._destinations.values()):
+            while dest.idle:
+                waiter = dest.idle.pop()
+                if not waiter.called:
+                    waiter.callback(False)
+
     async def _idle(self, dest: _Destination) -> bool:
         """Keep the connection open a little for more work (like Postfix's connection
         cache); True if work arrived, False when the time is up or the agent stops."""
+        if self._connections.waiting:
+            return False  # others wait for a connection slot: give ours up now
         waiter: defer.Deferred[bool] = defer.Deferred()
         dest.idle.append(waiter)
 

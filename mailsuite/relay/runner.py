@@ -59,6 +59,7 @@ class QueueRunner:
         self._in_flight: dict[str, defer.Deferred[None]] = {}
         self._idle: list[defer.Deferred[None]] = []
         self._pumping = False
+        self._finished: set[str] = set()
         spool.on_enqueue(self._enqueued)
 
     # --- life cycle ------------------------------------------------------------------
@@ -174,6 +175,11 @@ class QueueRunner:
             for rs in groups.values()
         ]
         await defer.gatherResults(jobs)
+        if item.id in self._finished:  # every recipient accepted: already removed
+            self._finished.discard(item.id)
+            item.attempts += 1
+            self._log_done(item)
+            return
         if item.id not in self.spool.items:  # deleted by the operator meanwhile
             return
         await self._conclude(item, message)
@@ -194,11 +200,26 @@ class QueueRunner:
             outcome = outcomes.get(r.address) or Outcome.transient("no result from delivery agent")
             apply_outcome(r, outcome, now)
         # Persist before anything else happens to this message: an accepted recipient is
-        # never tried again, even if we crash right after this write.
+        # never tried again, even if we crash right after this write. When this finished
+        # the whole message and nobody is owed a notice, removing it is the commit.
         try:
-            await self.spool.save(item)
+            if self._nothing_left(item):
+                self._finished.add(item.id)
+                await self.spool.remove(item.id)
+            else:
+                await self.spool.save(item)
         finally:
             committed.callback(None)
+
+    def _nothing_left(self, item: QueueItem) -> bool:
+        for r in item.recipients:
+            if r.state != DELIVERED:
+                return False
+            if r.dsn_sent or r.relayed_action not in (dsn.DELIVERED, dsn.RELAYED):
+                continue
+            if item.sender and not item.is_dsn and dsn.wants_notice(r, r.relayed_action):
+                return False
+        return True
 
     async def _conclude(self, item: QueueItem, message: bytes) -> None:
         now = self.clock.seconds()

@@ -21,7 +21,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass, field
+import threading
+import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -95,7 +97,10 @@ class QueueItem:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document written to ``<id>.json``."""
-        data = asdict(self)
+        data = {name: getattr(self, name) for name in _ITEM_FIELDS}
+        data["recipients"] = [
+            {name: getattr(r, name) for name in _RECIPIENT_FIELDS} for r in self.recipients
+        ]
         data["version"] = ENVELOPE_VERSION
         return data
 
@@ -106,6 +111,10 @@ class QueueItem:
         data.pop("version", None)
         recipients = [RecipientState(**_known(RecipientState, r)) for r in data.pop("recipients")]
         return cls(recipients=recipients, **_known(cls, data))
+
+
+_ITEM_FIELDS = tuple(f.name for f in fields(QueueItem) if f.name != "recipients")
+_RECIPIENT_FIELDS = tuple(f.name for f in fields(RecipientState))
 
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
@@ -123,7 +132,8 @@ def _fsync_dir(path: Path) -> None:
 
 def _write_atomic(tmp_dir: Path, final: Path, chunks: Iterable[bytes], sync_dir: bool) -> int:
     """Write ``chunks`` to ``final`` through a tmp file (fsync, rename); return the size."""
-    tmp = tmp_dir / (final.name + "." + secrets.token_hex(4))
+    # Unique without a random number: one thread writes one file at a time.
+    tmp = tmp_dir / f"{final.name}.{os.getpid()}.{threading.get_ident()}.{time.monotonic_ns()}"
     size = 0
     with open(tmp, "wb") as f:
         for chunk in chunks:
@@ -154,6 +164,7 @@ class Spool:
         self.items: dict[str, QueueItem] = {}
         self._locks: dict[str, defer.DeferredLock] = {}
         self._counter = 0
+        self._node = secrets.token_hex(3)  # tells apart two processes sharing the directory
         self._listeners: list[Callable[[QueueItem], None]] = []
         self.directory.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(exist_ok=True)
@@ -171,7 +182,7 @@ class Spool:
         """A fresh queue id: sortable by time, unique across processes."""
         self._counter = (self._counter + 1) % 0x100000
         micros = int(self.clock.seconds() * 1_000_000)
-        return f"{micros:013x}{self._counter:05x}{secrets.token_hex(3)}"
+        return f"{micros:013x}{self._counter:05x}{self._node}"
 
     def message_path(self, queue_id: str) -> Path:
         return self.directory / f"{queue_id}.msg"
