@@ -15,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -118,8 +119,9 @@ class E2ETestCase(unittest.TestCase):
     settings: Pop3Settings | None = None
 
     def setUp(self) -> None:
-        tmp = Path(self.mktemp()).resolve()
-        tmp.mkdir(parents=True)
+        # Outside the checkout (trial's mktemp() would write under the working directory).
+        tmp = Path(tempfile.mkdtemp(prefix="mailsuite-pop3-"))
+        self.addCleanup(shutil.rmtree, tmp, True)
         self.server = Pop3Server(tmp, self.settings)
         self.addCleanup(lambda: defer.Deferred.fromCoroutine(self.server.stop()))
 
