@@ -74,6 +74,9 @@ class Receiver:
         self.on_message = on_message
         self.messages: list[tuple[str, list[str], bytes]] = []
         self.sessions = 0
+        self.active = 0
+        self.most_active = 0
+        self.broken_tls = False  # answer STARTTLS with 220, then drop the connection
         self.tls_sessions = 0
         self.logins: list[tuple[str, str]] = []
         self._waiters: list[tuple[int, defer.Deferred]] = []
@@ -115,8 +118,13 @@ class ReceiverProtocol(LineReceiver):
 
     def connectionMade(self) -> None:
         self.r.sessions += 1
+        self.r.active += 1
+        self.r.most_active = max(self.r.most_active, self.r.active)
         if self.r.answer:
             self.sendLine(b"220 receiver.test ESMTP")
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.r.active -= 1
 
     def lineReceived(self, line: bytes) -> None:
         if self.dead:
@@ -134,6 +142,10 @@ class ReceiverProtocol(LineReceiver):
             self.sendLine(b"\r\n".join(b"250-" + c for c in caps[:-1]) + b"\r\n250 " + caps[-1])
         elif verb == b"STARTTLS":
             self.sendLine(b"220 2.0.0 go ahead")
+            if self.r.broken_tls:
+                self.dead = True
+                self.transport.loseConnection()
+                return
             self.transport.startTLS(self.r.tls)
             self.r.tls_sessions += 1
         elif verb == b"AUTH":
@@ -274,7 +286,7 @@ class RelayEndToEnd(unittest.TestCase):
         values.update(kw)
         return RelaySettings(**values)
 
-    def start_runner(self, settings: RelaySettings | None = None) -> QueueRunner:
+    def start_runner(self, settings: RelaySettings | None = None, start: bool = True) -> QueueRunner:
         settings = settings or self.settings()
         spool = Spool(self.spool_dir, reactor, reactor)
         spool.load()
@@ -285,7 +297,8 @@ class RelayEndToEnd(unittest.TestCase):
             is_local=lambda d: d == "a.test", clock=reactor, settings=settings,
             hostname="mail.a.test", maillog=self.maillog,
         )
-        runner.start()
+        if start:
+            runner.start()
         self.runners.append(runner)
         return runner
 
@@ -331,6 +344,44 @@ class RelayEndToEnd(unittest.TestCase):
         self.assertTrue(line["tls"].startswith("TLSv1."), line["tls"])
         self.assertEqual((line["host"], line["address"]), ("mx.good.test", "127.0.0.2"))
         self.assertIn("250 2.0.0 queued", line["reply"])
+
+    @defer.inlineCallbacks
+    def test_per_destination_connection_limit(self):
+        good = self.serve("mx.good.test", Receiver())
+        runner = self.start_runner(self.settings(max_per_destination=2), start=False)
+        yield defer.gatherResults([self.enqueue(runner, f"u{n}@good.test", n=n) for n in range(12)])
+        runner.start()  # twelve messages due at once for one destination
+        yield good.wait(12)
+        self.assertEqual(good.most_active, 2)
+
+    @defer.inlineCallbacks
+    def test_idle_connection_yields_its_slot_to_another_destination(self):
+        # One connection in all, kept open for a minute when idle: the second domain must
+        # not wait for that minute (the test would time out).
+        good = self.serve("mx.good.test", Receiver())
+        flaky = self.serve("mx.flaky.test", Receiver())
+        runner = self.start_runner(self.settings(max_connections=1, connection_cache_time=60.0))
+        yield self.enqueue(runner, "bob@good.test")
+        yield good.wait(1)
+        yield self.enqueue(runner, "bob@flaky.test", n=1)
+        yield flaky.wait(1)
+        self.assertEqual(good.most_active + flaky.most_active, 2)
+
+    @defer.inlineCallbacks
+    def test_failed_opportunistic_tls_falls_back_to_plaintext(self):
+        from mailsuite.tls import ensure_certificate, load_options
+
+        cert, key = ensure_certificate(Path(self.mktemp()), "mx.good.test")
+        receiver = Receiver(tls=load_options(cert, key))
+        receiver.broken_tls = True
+        good = self.serve("mx.good.test", receiver)
+        runner = self.start_runner()
+        yield self.enqueue(runner, "bob@good.test")
+        yield good.wait(1)
+        self.assertEqual(good.sessions, 2)
+        yield runner.wait_idle()
+        [line] = [f for e, f in self.maillog.lines if e == "relay"]
+        self.assertEqual(line["tls"], "")
 
     # --- faults --------------------------------------------------------------------
 

@@ -67,6 +67,7 @@ class SessionFailed(Exception):
         super().__init__(text)
         self.text = text
         self.status = status
+        self.during_tls = False  # the TLS handshake (or the EHLO right after it) failed
 
 
 class SMTPClientProtocol(Protocol):
@@ -272,7 +273,11 @@ class SMTPSession:
             reply = await self._command("STARTTLS", s.command_timeout)
             if reply.code == 220:
                 self.protocol.transport.startTLS(tls_options)  # type: ignore[union-attr]
-                await self._ehlo()  # RFC 3207 4.2: forget what we knew, ask again
+                try:
+                    await self._ehlo()  # RFC 3207 4.2: forget what we knew, ask again
+                except SessionFailed as e:
+                    e.during_tls = True
+                    raise
                 self.tls = self.protocol.tls_description() or "TLS"
             elif require_tls:
                 raise SessionFailed(f"host {self.remote} refused STARTTLS: {reply}", "4.7.5")
@@ -479,18 +484,28 @@ async def open_session(
     from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
 
     endpoint_type = TCP6ClientEndpoint if ":" in address else TCP4ClientEndpoint
-    endpoint = endpoint_type(reactor, address, port, timeout=settings.connect_timeout)
-    protocol = SMTPClientProtocol(clock)
-    try:
-        await connectProtocol(endpoint, protocol)
-    except Exception as e:  # noqa: BLE001 - every connect error is transient
-        raise SessionFailed(f"connect to {host_name}[{address}]:{port}: {e}", "4.4.1") from None
-    session = SMTPSession(protocol, host_name=host_name, address=address, settings=settings,
-                          hostname=hostname)
-    try:
-        await session.start(tls_options=tls_options, require_tls=require_tls, auth=auth,
-                            check_loop=check_loop)
-    except BaseException:
-        protocol.abort()
-        raise
-    return session
+    for options in (tls_options, None):
+        endpoint = endpoint_type(reactor, address, port, timeout=settings.connect_timeout)
+        protocol = SMTPClientProtocol(clock)
+        try:
+            await connectProtocol(endpoint, protocol)
+        except Exception as e:  # noqa: BLE001 - every connect error is transient
+            raise SessionFailed(f"connect to {host_name}[{address}]:{port}: {e}", "4.4.1") from None
+        session = SMTPSession(protocol, host_name=host_name, address=address, settings=settings,
+                              hostname=hostname)
+        try:
+            await session.start(tls_options=options, require_tls=require_tls, auth=auth,
+                                check_loop=check_loop)
+        except SessionFailed as e:
+            protocol.abort()
+            if e.during_tls and not require_tls and options is not None:
+                # Opportunistic TLS failed: like Postfix, deliver in plaintext rather than not.
+                log.info("TLS with {remote} failed ({err}); retrying without TLS",
+                         remote=session.remote, err=e.text)
+                continue
+            raise
+        except BaseException:
+            protocol.abort()
+            raise
+        return session
+    raise SessionFailed(f"cannot talk to {host_name}[{address}]", "4.4.2")  # not reached
