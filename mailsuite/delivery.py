@@ -6,7 +6,8 @@ recipients. The store does the durable part (tmp, fsync, rename) and the quota c
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -25,7 +26,7 @@ def delivery_headers(return_path: str, delivered_to: str) -> bytes:
     return (
         f"Return-Path: <{_header_safe(return_path)}>\r\n"
         f"Delivered-To: {_header_safe(delivered_to)}\r\n"
-    ).encode("utf-8")
+    ).encode()
 
 
 class LocalDelivery:
@@ -50,7 +51,7 @@ class LocalDelivery:
         return_path: str,
         delivered_to: str,
         folder: str = INBOX,
-    ) -> "defer.Deferred[MessageInfo]":
+    ) -> defer.Deferred[MessageInfo]:
         """Deliver durably; see the class docstring."""
         chunks: list[bytes] = [delivery_headers(return_path, delivered_to)]
         if isinstance(message, (bytes, bytearray, memoryview)):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from test_smtp_support import ALICE, connect, has_reply, inbox, make_context, make_factory
 from twisted.internet import task
 from twisted.trial import unittest
 
 from mailsuite.smtp import replies
 from mailsuite.smtp.settings import SmtpSettings
-from test_smtp_support import ALICE, connect, has_reply, inbox, make_context, make_factory
 
 MESSAGE = "Subject: hi\r\n\r\nbody\r\n"
 

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-from twisted.internet import task
-from twisted.trial import unittest
-
-from mailsuite.errors import TemporaryStoreError
-from mailsuite.smtp import replies
-from mailsuite.smtp.settings import SmtpSettings
 from test_smtp_support import (
     ALICE,
     BOB,
@@ -18,6 +12,12 @@ from test_smtp_support import (
     make_context,
     make_factory,
 )
+from twisted.internet import task
+from twisted.trial import unittest
+
+from mailsuite.errors import TemporaryStoreError
+from mailsuite.smtp import replies
+from mailsuite.smtp.settings import SmtpSettings
 
 GREETING = "EHLO client.test\r\n"
 MESSAGE = "Subject: hello\r\nFrom: <sender@remote.test>\r\n\r\nHello Alice.\r\n"

@@ -10,7 +10,6 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-
 from harness import MailServer
 
 ALICE = "alice@example.test"

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import base64
 
-from twisted.internet import task
-from twisted.trial import unittest
-
-from mailsuite.smtp import replies
 from test_smtp_support import (
     ALICE,
     BOB,
@@ -19,6 +15,10 @@ from test_smtp_support import (
     make_context,
     make_factory,
 )
+from twisted.internet import task
+from twisted.trial import unittest
+
+from mailsuite.smtp import replies
 
 MESSAGE = "Subject: hi\r\nFrom: Alice <alice@example.test>\r\n\r\nhello\r\n"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
+from typing import Any
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import LoginFailed, UnauthorizedLogin
@@ -115,7 +116,7 @@ class Authenticator:
 
     log = Logger()
 
-    def __init__(self, portal: object, throttle: object, clock: object, failure_delay: float = 1.0):
+    def __init__(self, portal: Any, throttle: Any, clock: Any, failure_delay: float = 1.0) -> None:
         self._portal = portal
         self._throttle = throttle
         self._clock = clock

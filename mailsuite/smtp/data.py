@@ -38,17 +38,17 @@ class MessageBody:
     """The content of one message as it arrives, with the checks described in the module."""
 
     __slots__ = (
-        "max_size",
+        "_line_length",
+        "_long_line",
+        "_pending_cr",
+        "bare_newline",
+        "chunks",
+        "line_too_long",
         "max_line",
         "max_received",
-        "chunks",
-        "size",
+        "max_size",
         "oversize",
-        "bare_newline",
-        "line_too_long",
-        "_line_length",
-        "_pending_cr",
-        "_long_line",
+        "size",
     )
 
     def __init__(self, max_size: int, max_line_length: int, max_received: int) -> None:
@@ -155,7 +155,7 @@ class DotReader:
     ``.CRLF`` (pipelined commands) once it has ended.
     """
 
-    __slots__ = ("body", "_pending", "_tail", "_at_line_start", "_limit")
+    __slots__ = ("_at_line_start", "_limit", "_pending", "_tail", "body")
 
     def __init__(self, body: MessageBody) -> None:
         self.body = body

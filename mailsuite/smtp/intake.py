@@ -154,7 +154,7 @@ class MessageIntake:
             )
             for t in targets
         ]
-        results = await defer.DeferredList(attempts, consumeErrors=True)
+        results: list[tuple[bool, Any]] = await defer.DeferredList(attempts, consumeErrors=True)
         delivered, temporary, permanent = [], [], []
         for target, (ok, value) in zip(targets, results):
             if ok:
@@ -196,7 +196,7 @@ class MessageIntake:
         )
         try:
             return str(await defer.maybeDeferred(spool.enqueue, spool_envelope, message))
-        except Exception:
+        except Exception:  # noqa: BLE001 (any spool failure means 451, never a lost message)
             self.log.failure("spool enqueue failed")
             return None
 

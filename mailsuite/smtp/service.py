@@ -57,6 +57,8 @@ class ConnectionLimiter:
 class _Refuse(Protocol):
     """Say 421 and hang up (the connection is over a limit)."""
 
+    transport: Any
+
     def __init__(self, reply: replies.Reply) -> None:
         self._reply = reply
 

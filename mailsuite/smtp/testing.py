@@ -6,8 +6,9 @@ Accounts, store and the cred portal come from their owners' modules (``MemoryAcc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from twisted.internet import defer
 from zope.interface import implementer
