@@ -13,6 +13,7 @@ recipients fail and the sender gets a bounce (RFC 3464). All times come from the
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from typing import Any, Callable
 
@@ -60,6 +61,7 @@ class QueueRunner:
         self._idle: list[defer.Deferred[None]] = []
         self._pumping = False
         self._finished: set[str] = set()
+        self._heap: list[tuple[float, str]] = []  # (next attempt, queue id), may hold stale entries
         spool.on_enqueue(self._enqueued)
 
     # --- life cycle ------------------------------------------------------------------
@@ -67,6 +69,8 @@ class QueueRunner:
     def start(self) -> None:
         """Begin delivering whatever is in the spool (load it first)."""
         self.running = True
+        self._heap = [(item.next_attempt, item.id) for item in self.spool.items.values()]
+        heapq.heapify(self._heap)
         self._wake()
 
     def stop(self) -> defer.Deferred[None]:
@@ -100,22 +104,29 @@ class QueueRunner:
             self._ready.append(queue_id)
 
     def _wake(self) -> None:
-        """Collect every due item, then sleep until the next one is due."""
+        """Make every item that is due ready, then sleep until the next one is due."""
         self._timer = None
         if not self.running:
             return
         now = self.clock.seconds()
-        upcoming = None
-        for item in sorted(self.spool.items.values(), key=lambda i: i.id):
-            if item.held or item.id in self._in_flight:
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, queue_id = heapq.heappop(heap)
+            item = self.spool.items.get(queue_id)
+            # Stale entries (rescheduled, held, deleted, in flight) are simply dropped: every
+            # reschedule pushes a fresh entry.
+            if item is None or item.held or queue_id in self._in_flight:
                 continue
             if item.next_attempt <= now:
-                self._make_ready(item.id)
-            elif upcoming is None or item.next_attempt < upcoming:
-                upcoming = item.next_attempt
-        if upcoming is not None:
-            self._set_timer(upcoming)
+                self._make_ready(queue_id)
+        if heap:
+            self._set_timer(heap[0][0])
         self._pump()
+
+    def _schedule(self, item: QueueItem) -> None:
+        heapq.heappush(self._heap, (item.next_attempt, item.id))
+        if self.running:
+            self._set_timer(item.next_attempt)
 
     def _set_timer(self, when: float) -> None:
         delay = max(0.0, when - self.clock.seconds())
@@ -150,8 +161,8 @@ class QueueRunner:
             log.failure("queue attempt of {id} failed", result, id=queue_id)
             if item is not None:  # e.g. the message file is unreadable: not in a tight loop
                 item.next_attempt = self.clock.seconds() + self.settings.retry_initial
-        if item is not None and self.running and not item.held:
-            self._set_timer(item.next_attempt)
+        if item is not None and not item.held:
+            self._schedule(item)
         if ended is not None:
             ended.callback(None)
         self._pump()
