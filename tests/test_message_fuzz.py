@@ -323,3 +323,20 @@ _ctype_text = st.one_of(
 @given(_ctype_text)
 def test_content_type_fast_path_matches_general_parser(text: str) -> None:
     assert headers.parse_content_type(text) == headers.parse_content_type_general(text)
+
+
+_simple_addresses = st.lists(
+    st.tuples(
+        st.sampled_from(["", "Fred", "Fred  Foobar", '"Doe, Jane"', '""', "a.b", "x\ty", '"q"']),
+        st.sampled_from(["a@b", "x.y@ex.org", "u@h", "a@b@c", "@b", "a@"]),
+        st.sampled_from(["", " ", "\t"]),
+        st.booleans(),
+    ).map(lambda t: f"{t[2]}{t[0]} <{t[1]}>{t[2]}" if t[3] else f"{t[2]}{t[1]}{t[2]}"),
+    max_size=4,
+).map(",".join)
+
+
+@FUZZ
+@given(st.one_of(_simple_addresses, _address_text))
+def test_address_fast_path_matches_general_parser(text: str) -> None:
+    assert addresses.parse_address_list(text) == addresses.parse_address_list_general(text)

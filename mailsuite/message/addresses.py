@@ -151,12 +151,47 @@ def _mailbox(tokens: list[tuple[int, str]]) -> Address | None:
 MAX_ADDRESS_TEXT = 256 * 1024  # characters of one field parsed for addresses
 
 
+_S_ATOM = r'[^ \t\r\n<>@,;:"()\[\]\\]+'
+_S_ITEM = (
+    rf'[ \t]*(?:(?:({_S_ATOM}(?:[ \t]+{_S_ATOM})*)|"([^"\\\r\n]*)")?[ \t]*'
+    rf"<({_S_ATOM})@({_S_ATOM})>|({_S_ATOM})@({_S_ATOM}))[ \t]*"
+)
+_SIMPLE_ITEM = re.compile(_S_ITEM)
+_SIMPLE_LIST = re.compile(rf"{_S_ITEM}(?:,{_S_ITEM})*")
+_BLANKS = re.compile(r"[ \t]+")
+_SIMPLE_MAX = 2000
+
+
+def _simple_list(value: str) -> list[Address] | None:
+    """The common shapes (``a@b``, ``Name <a@b>``, ``"Name" <a@b>``, comma-separated) by
+    regular expression; None when the value has any other shape."""
+    if len(value) > _SIMPLE_MAX or _SIMPLE_LIST.fullmatch(value) is None:
+        return None
+    out: list[Address] = []
+    for m in _SIMPLE_ITEM.finditer(value):
+        phrase, quoted, mailbox, host, bare_mailbox, bare_host = m.groups()
+        if bare_mailbox is not None:
+            out.append([None, None, bare_mailbox, bare_host])
+            continue
+        name = " ".join(_BLANKS.split(phrase)) if phrase is not None else quoted
+        out.append([name or None, None, mailbox, host])
+    return out
+
+
 def parse_address_list(value: str) -> list[Address] | None:
     """An address-list header value to IMAP addresses; None when it holds no address.
 
     Only the first ``MAX_ADDRESS_TEXT`` characters are read, which bounds the work and the
     size of the cached summary for absurd headers.
     """
+    simple = _simple_list(value)
+    if simple is not None:
+        return simple
+    return parse_address_list_general(value)
+
+
+def parse_address_list_general(value: str) -> list[Address] | None:
+    """``parse_address_list`` by the general tokenizer (groups, comments, routes, junk)."""
     tokens = _tokenize(value[:MAX_ADDRESS_TEXT])
     out: list[Address] = []
     current: list[tuple[int, str]] = []
