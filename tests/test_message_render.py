@@ -212,3 +212,8 @@ def test_every_corpus_message_renders_balanced_parentheses() -> None:
                     depth -= 1
                 assert depth >= 0, name
             assert depth == 0, name
+
+
+def test_astring_quotes_wildcards() -> None:
+    assert render.astring("a*") == b'"a*"'
+    assert render.astring("50%") == b'"50%"'

@@ -20,7 +20,9 @@ NIL = b"NIL"
 QUOTED_MAX = 1024  # longer strings go as literals
 
 _QUOTABLE = re.compile(rb"[\x01-\x09\x0b\x0c\x0e-\x7f]*")
-_ATOM = re.compile(rb"[!#$&'*+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]+")  # ASTRING-CHAR without ]
+# RFC 3501 ATOM-CHAR: any CHAR except atom-specials ( ) { SP CTL % * " \ ] (a "]" would be
+# legal in an astring but confuses response-code parsers, so it is quoted too).
+_ATOM = re.compile(rb"[!#$&'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]+")
 
 
 def octets(value: bytes | str) -> bytes:
