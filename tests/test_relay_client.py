@@ -208,6 +208,22 @@ class ClientTests(unittest.TestCase):
         self.assertEqual(self.transport.value(), b"RSET\r\n")
 
 
+    def test_reused_connection_dead_before_mail_reply_asks_for_a_new_one(self):
+        self.start()
+        d = self.send(item("bob@b.test"))
+        self.protocol.dataReceived(OK_SENDER + OK_RCPT + GO_AHEAD + QUEUED)
+        self.successResultOf(d)
+        d = self.send(item("carol@b.test"))
+        self.protocol.connectionLost(Failure(ConnectionLost("idle timeout")))
+        self.failureResultOf(d, SessionFailed)
+
+    def test_first_transaction_dead_before_mail_reply_is_transient(self):
+        self.start()
+        d = self.send(item("bob@b.test"))
+        self.protocol.connectionLost(Failure(ConnectionLost("gone")))
+        self.assertEqual(self.successResultOf(d)["bob@b.test"].result, Result.TRANSIENT)
+
+
 class WireTests(unittest.TestCase):
     def test_bare_lf_becomes_crlf(self):
         self.assertEqual(to_wire(b"a\nb\n"), b"a\r\nb\r\n.\r\n")

@@ -233,6 +233,7 @@ class SMTPSession:
         self.tls = ""
         self.transactions = 0
         self.dirty = False
+        self._mail_answered = False
 
     @property
     def remote(self) -> str:
@@ -355,11 +356,17 @@ class SMTPSession:
         """
         if self.dirty:
             await self.reset()
+        reused = self.transactions > 0
+        self._mail_answered = False
         outcomes: dict[str, Outcome] = {}
         try:
             await self._transaction(item, recipients, message, outcomes)
         except SessionFailed as e:
             self.protocol.abort()
+            if reused and not self._mail_answered:
+                # The kept-open connection died before this transaction began (the server
+                # timed it out): nothing was sent, so the caller may try a fresh connection.
+                raise
             failed = Outcome.transient(f"{e.text} with {self.remote}", e.status, self.host_name)
             for r in recipients:
                 outcomes.setdefault(r.address, failed)
@@ -424,6 +431,7 @@ class SMTPSession:
                 for c in commands[1:]:
                     rcpt_replies.append(await self._command(c, s.command_timeout))
             data = None
+        self._mail_answered = True
         if mail.code != 250:
             if data is not None and data.code == 354:
                 await self._finish_empty_data()

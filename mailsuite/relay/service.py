@@ -89,6 +89,9 @@ class ControlProtocol(LineOnlyReceiver):
             return await self._dispatch(op, request.get("id"))
         except LookupError as e:
             return {"ok": False, "error": str(e.args[0])}
+        except Exception:  # noqa: BLE001 - the operator gets an answer, the log the details
+            log.failure("control request {op} failed", op=op)
+            return {"ok": False, "error": "internal error (see the server log)"}
 
     def _resolve(self, prefix: Any) -> str:
         if not isinstance(prefix, str) or not prefix:

@@ -202,7 +202,8 @@ class Spool:
 
     def enqueue_dsn(self, sender: str, recipient: str, message: bytes) -> defer.Deferred[str]:
         """Queue a delivery status notification (null reverse-path, RFC 3461 6.2)."""
-        envelope = SpoolEnvelope(sender=sender, recipients=(_recipient(recipient),))
+        envelope = SpoolEnvelope(sender=sender, recipients=(_recipient(recipient),),
+                                 body_8bit=not message.isascii())
         return defer.Deferred.fromCoroutine(self._enqueue(envelope, message, is_dsn=True))
 
     async def _enqueue(
