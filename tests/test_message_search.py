@@ -173,3 +173,19 @@ def test_sent_date_from_raw_and_summary() -> None:
 
 def test_sent_date_missing() -> None:
     assert sent_date(corpus.no_date_from().raw) is None
+
+
+def test_python_only_codecs_are_not_charsets() -> None:
+    raw = b"Subject: =?idna?q?=FF?= =?punycode?q?=FF?= =?undefined?q?x?= =?unicode_escape?q?\\x41?=\r\n\r\n"
+    values = header_values(raw, "subject")
+    assert len(values) == 1 and "x" in values[0]
+
+
+def test_body_in_every_python_codec_never_raises() -> None:
+    import encodings.aliases
+
+    for charset in set(encodings.aliases.aliases.values()):
+        raw = (
+            b"Content-Type: text/plain; charset=" + charset.encode() + b"\r\n\r\n\xff\xfe\x00\\x41"
+        )
+        assert isinstance(body_text(raw), str), charset

@@ -59,6 +59,11 @@ _CHARSET_ALIASES = {
 }
 
 
+_NOT_CHARSETS = frozenset(
+    {"undefined", "unicode-escape", "raw-unicode-escape", "idna", "punycode", "charmap"}
+)
+
+
 def _codec_name(charset: str) -> str | None:
     """A text codec for a MIME charset name, or None when Python has none."""
     name = charset.strip().strip('"').lower()
@@ -69,8 +74,9 @@ def _codec_name(charset: str) -> str | None:
         info = codecs.lookup(name)
     except (LookupError, ValueError):
         return None
-    # Refuse bytes-to-bytes codecs ("base64", "rot13", ...): charsets are text encodings.
-    if not getattr(info, "_is_text_encoding", True):
+    # Refuse bytes-to-bytes codecs ("base64", "rot13", ...) and Python's own codecs that
+    # are no charsets: charsets are text encodings.
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
         return None
     return info.name
 
@@ -94,9 +100,11 @@ def decode_charset(data: bytes, charset: str | None) -> str:
         return decode_8bit(data)
     try:
         return data.decode(codec)
-    except UnicodeDecodeError:
-        return data.decode(codec, "replace")
     except Exception:  # noqa: BLE001 -- exotic codecs may raise anything on garbage
+        pass
+    try:
+        return data.decode(codec, "replace")
+    except Exception:  # noqa: BLE001 -- some codecs support no error handler
         return decode_8bit(data)
 
 
