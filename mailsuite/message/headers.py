@@ -98,14 +98,12 @@ def decode_charset(data: bytes, charset: str | None) -> str:
     codec = _codec_name(charset) if charset else None
     if codec is None or codec == "ascii":
         return decode_8bit(data)
-    try:
-        return data.decode(codec)
-    except Exception:  # noqa: BLE001 -- exotic codecs may raise anything on garbage
-        pass
-    try:
-        return data.decode(codec, "replace")
-    except Exception:  # noqa: BLE001 -- some codecs support no error handler
-        return decode_8bit(data)
+    for errors in ("strict", "replace"):
+        try:
+            return data.decode(codec, errors)
+        except Exception:  # noqa: BLE001, PERF203 -- exotic codecs raise anything on garbage
+            continue
+    return decode_8bit(data)
 
 
 # --- encoded words (RFC 2047) ----------------------------------------------------------
