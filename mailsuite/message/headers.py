@@ -101,7 +101,7 @@ def decode_charset(data: bytes, charset: str | None) -> str:
     for errors in ("strict", "replace"):
         try:
             return data.decode(codec, errors)
-        except Exception:  # noqa: BLE001, PERF203 -- exotic codecs raise anything on garbage
+        except Exception:  # noqa: BLE001, S112 -- exotic codecs raise anything on garbage
             continue
     return decode_8bit(data)
 
