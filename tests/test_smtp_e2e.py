@@ -293,3 +293,26 @@ class SwaksTests(E2EBase):
             "--auth", "LOGIN", "--auth-user", ALICE, "--auth-password", PASSWORD,
             "--from", ALICE, "--to", BOB,
         ).addCallback(check)
+
+
+class ConnectionFloodTests(E2EBase):
+    def test_connections_over_the_per_address_limit_get_421(self) -> defer.Deferred[None]:
+        limit = self.ctx.config.smtp.max_connections_per_ip
+
+        def flood() -> list[bytes]:
+            socks = [socket.create_connection((HOST, self.ports["mx"]), timeout=10)
+                     for _ in range(limit + 5)]
+            try:
+                return [s.makefile("rb").readline() for s in socks]
+            finally:
+                for s in socks:
+                    s.close()
+
+        def check(greetings: list[bytes]) -> None:
+            self.assertEqual(sum(g.startswith(b"220 ") for g in greetings), limit)
+            self.assertEqual(
+                [g for g in greetings if not g.startswith(b"220 ")],
+                [b"421 4.7.0 Too many connections from your address\r\n"] * 5,
+            )
+
+        return threads.deferToThread(flood).addCallback(check)

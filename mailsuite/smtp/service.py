@@ -98,7 +98,7 @@ class SMTPFactory(Factory):
         settings: SmtpSettings | None = None,
         hostname: str | None = None,
         limiter: ConnectionLimiter | None = None,
-        auth_failure_delay: float = 1.0,
+        auth_failure_delay: float | None = None,
     ) -> None:
         if role not in ROLES:
             raise ValueError(f"unknown SMTP role {role!r}; expected one of {ROLES}")
@@ -109,7 +109,12 @@ class SMTPFactory(Factory):
         self.limiter = limiter or shared_limiter(ctx, self.settings)
         self.intake = MessageIntake(ctx, self.hostname, LocalDelivery(ctx.store, ctx.accounts))
         self.authenticator = Authenticator(
-            ctx.portal, ctx.throttle, ctx.reactor, failure_delay=auth_failure_delay
+            ctx.portal,
+            ctx.throttle,
+            ctx.reactor,
+            failure_delay=(
+                self.settings.auth_failure_delay if auth_failure_delay is None else auth_failure_delay
+            ),
         )
         self.connections: set[SMTPServerProtocol] = set()
 

@@ -16,3 +16,4 @@ class SmtpSettings:
     session_timeout: float = 3600.0  # seconds a whole session may last
     max_connections: int = 500  # global limit across SMTP listeners
     max_connections_per_ip: int = 20
+    auth_failure_delay: float = 1.0  # minimum seconds before a 535 (the throttle may add more)
