@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dnsserver import free_loopback_port  # noqa: E402
+from dnsserver import free_loopback_port
 
 USER, PASSWORD = "alice@example.test", "alice-password-1"
 POLL_LIMIT = 200  # x 0.05 s

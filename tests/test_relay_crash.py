@@ -15,11 +15,11 @@ from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dnsserver import DNSServer, TestZone, free_loopback_port  # noqa: E402
-from test_relay_e2e import Receiver  # noqa: E402
+from dnsserver import DNSServer, TestZone, free_loopback_port
 
-from mailsuite.interfaces import SpoolEnvelope, SpoolRecipient  # noqa: E402
-from mailsuite.relay.spool import Spool  # noqa: E402
+from mailsuite.interfaces import SpoolEnvelope, SpoolRecipient
+from mailsuite.relay.spool import Spool
+from test_relay_e2e import Receiver
 
 REPO = Path(__file__).resolve().parent.parent
 

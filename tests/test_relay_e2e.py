@@ -8,8 +8,9 @@ import base64
 import email
 import email.policy
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.internet.protocol import Factory
@@ -17,15 +18,15 @@ from twisted.protocols.basic import LineReceiver
 from twisted.trial import unittest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dnsserver import DNSServer, TestZone, free_loopback_port  # noqa: E402
+from dnsserver import DNSServer, TestZone, free_loopback_port
 
-from mailsuite.interfaces import SpoolEnvelope, SpoolRecipient  # noqa: E402
-from mailsuite.relay.agent import Outcome  # noqa: E402
-from mailsuite.relay.remote import RemoteAgent  # noqa: E402
-from mailsuite.relay.routing import Router, make_resolver  # noqa: E402
-from mailsuite.relay.runner import QueueRunner  # noqa: E402
-from mailsuite.relay.settings import RelaySettings  # noqa: E402
-from mailsuite.relay.spool import DELIVERED, PENDING, Spool  # noqa: E402
+from mailsuite.interfaces import SpoolEnvelope, SpoolRecipient
+from mailsuite.relay.agent import Outcome
+from mailsuite.relay.remote import RemoteAgent
+from mailsuite.relay.routing import Router, make_resolver
+from mailsuite.relay.runner import QueueRunner
+from mailsuite.relay.settings import RelaySettings
+from mailsuite.relay.spool import DELIVERED, PENDING, Spool
 
 ACCEPT_RCPT = b"250 2.1.5 ok"
 REJECT_RCPT = b"550 5.1.1 no such user"
@@ -273,16 +274,16 @@ class RelayEndToEnd(unittest.TestCase):
         return receiver
 
     def settings(self, **kw: Any) -> RelaySettings:
-        values = dict(
-            port=self.port,
-            nameservers=[self.dns.nameserver],
-            dns_timeouts=[1.0],
-            retry_initial=0.05,
-            retry_max=0.2,
-            connect_timeout=5.0,
-            greeting_timeout=5.0,
-            command_timeout=5.0,
-        )
+        values = {
+            "port": self.port,
+            "nameservers": [self.dns.nameserver],
+            "dns_timeouts": [1.0],
+            "retry_initial": 0.05,
+            "retry_max": 0.2,
+            "connect_timeout": 5.0,
+            "greeting_timeout": 5.0,
+            "command_timeout": 5.0,
+        }
         values.update(kw)
         return RelaySettings(**values)
 

@@ -23,8 +23,8 @@ from twisted.internet import defer, reactor, threads
 from twisted.trial import unittest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dnsserver import DNSServer, TestZone, free_loopback_port  # noqa: E402
-from harness import MailServer  # noqa: E402
+from dnsserver import DNSServer, TestZone, free_loopback_port
+from harness import MailServer
 
 ALICE, ALICE_PW = "alice@a.test", "alice-password-1"
 BOB, BOB_PW = "bob@b.test", "bob-password-22"

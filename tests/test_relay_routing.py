@@ -10,10 +10,10 @@ from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dnsserver import DNSServer, TestZone  # noqa: E402
+from dnsserver import DNSServer, TestZone
 
-from mailsuite.relay.routing import Router, RoutingError, make_resolver  # noqa: E402
-from mailsuite.relay.settings import RelaySettings  # noqa: E402
+from mailsuite.relay.routing import Router, RoutingError, make_resolver
+from mailsuite.relay.settings import RelaySettings
 
 
 def _zone() -> TestZone:

@@ -16,14 +16,14 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dnsserver import DNSServer, TestZone, free_loopback_port  # noqa: E402
+from dnsserver import DNSServer, TestZone, free_loopback_port
 
-from mailsuite.accounts import MemoryAccounts  # noqa: E402
-from mailsuite.interfaces import ISpool, SpoolEnvelope, SpoolRecipient  # noqa: E402
-from mailsuite.relay import admin  # noqa: E402
-from mailsuite.relay.service import control_path, make_relay  # noqa: E402
-from mailsuite.relay.settings import RelaySettings  # noqa: E402
-from mailsuite.store.memory import MemoryStore  # noqa: E402
+from mailsuite.accounts import MemoryAccounts
+from mailsuite.interfaces import ISpool, SpoolEnvelope, SpoolRecipient
+from mailsuite.relay import admin
+from mailsuite.relay.service import control_path, make_relay
+from mailsuite.relay.settings import RelaySettings
+from mailsuite.store.memory import MemoryStore
 
 MESSAGE = b"From: alice@a.test\r\nTo: bob@a.test\r\nSubject: queued\r\n\r\nhello\r\n"
 

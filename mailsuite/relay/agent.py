@@ -41,15 +41,15 @@ class Outcome:
     action: str = "relayed"
 
     @classmethod
-    def done(cls, reply: str, remote_mta: str = "", action: str = "relayed") -> "Outcome":
+    def done(cls, reply: str, remote_mta: str = "", action: str = "relayed") -> Outcome:
         return cls(Result.DONE, reply, "2.0.0", remote_mta, action)
 
     @classmethod
-    def transient(cls, reply: str, status: str = "4.0.0", remote_mta: str = "") -> "Outcome":
+    def transient(cls, reply: str, status: str = "4.0.0", remote_mta: str = "") -> Outcome:
         return cls(Result.TRANSIENT, reply, status, remote_mta)
 
     @classmethod
-    def permanent(cls, reply: str, status: str = "5.0.0", remote_mta: str = "") -> "Outcome":
+    def permanent(cls, reply: str, status: str = "5.0.0", remote_mta: str = "") -> Outcome:
         return cls(Result.PERMANENT, reply, status, remote_mta)
 
 

@@ -14,7 +14,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet import defer, error as net_error
+from twisted.internet import defer
+from twisted.internet import error as net_error
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -75,6 +76,7 @@ class SMTPClientProtocol(Protocol):
 
     def __init__(self, clock: Any) -> None:
         self.clock = clock
+        self._code = 0
         self._buffer = b""
         self._lines: list[str] = []
         self._waiting: deque[tuple[defer.Deferred[Reply], Any]] = deque()
@@ -178,7 +180,7 @@ class SMTPClientProtocol(Protocol):
         for candidate in (getattr(transport, "protocol", None), transport):
             try:
                 handle = candidate.getHandle()  # type: ignore[union-attr]
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001, S112 - not every transport has a TLS handle
                 continue
             if hasattr(handle, "get_protocol_version_name"):
                 break
@@ -405,7 +407,7 @@ class SMTPSession:
             params.append(f"RET={item.ret}")
         if dsn and item.envid:
             params.append(f"ENVID={xtext(item.envid)}")
-        commands = ["MAIL FROM:<%s>%s" % (item.sender, "".join(" " + p for p in params))]
+        commands = [f"MAIL FROM:<{item.sender}>" + "".join(" " + p for p in params)]
         for r in recipients:
             rcpt = f"RCPT TO:<{r.address}>"
             if dsn and r.notify:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import email.utils
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from mailsuite.relay.spool import QueueItem, RecipientState
 

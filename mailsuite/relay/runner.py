@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger

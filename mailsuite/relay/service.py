@@ -30,7 +30,6 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 
-from mailsuite.interfaces import ISpool
 from mailsuite.relay.local import LocalAgent
 from mailsuite.relay.remote import RemoteAgent
 from mailsuite.relay.routing import Router, make_resolver
@@ -151,7 +150,7 @@ class RelayService(MultiService):
             except OSError:
                 path.unlink()  # stale, from a server that died
             else:
-                log.warn("another server owns {path}; control socket not started", path=path)
+                log.warn("another server owns {path}; control socket not started", path=path)  # noqa: G010
                 return
             finally:
                 probe.close()
@@ -173,7 +172,7 @@ class RelayService(MultiService):
         return defer.gatherResults(waits).addCallback(lambda _: None)
 
 
-def make_relay(ctx: Any) -> tuple[ISpool, RelayService]:
+def make_relay(ctx: Any) -> tuple[Spool, RelayService]:
     """Build the spool and the relay service from the server context (see the module doc)."""
     from mailsuite.delivery import LocalDelivery
 

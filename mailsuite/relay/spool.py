@@ -23,9 +23,10 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -105,7 +106,7 @@ class QueueItem:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "QueueItem":
+    def from_json(cls, data: dict[str, Any]) -> QueueItem:
         """Parse an envelope file's document (unknown keys are ignored)."""
         data = dict(data)
         data.pop("version", None)
