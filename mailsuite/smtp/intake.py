@@ -165,7 +165,7 @@ class MessageIntake:
                 permanent.append(target)
             else:
                 if isinstance(error, (QuotaExceeded, TemporaryStoreError)):
-                    self.log.warn(
+                    self.log.warn(  # noqa: G010 (twisted.logger.Logger has warn)
                         "local delivery to {user} deferred: {error}", user=target.user, error=error
                     )
                 else:

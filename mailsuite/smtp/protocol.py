@@ -23,24 +23,14 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from mailsuite import policy
-from mailsuite.policy import RecipientVerdict
 from mailsuite.smtp import replies
-from mailsuite.smtp.auth import MAX_AUTH_LINE, Credentials, SaslError, SaslExchange
+from mailsuite.smtp.auth import MAX_AUTH_LINE, SaslExchange
+from mailsuite.smtp.cmd_auth import AuthCommands
+from mailsuite.smtp.cmd_mail import BDAT, COMMAND, DATA, MailCommands
 from mailsuite.smtp.data import DotReader, MessageBody
-from mailsuite.smtp.paths import (
-    PathError,
-    parse_mail_dsn,
-    parse_mail_from,
-    parse_rcpt_dsn,
-    parse_rcpt_to,
-)
-from mailsuite.smtp.replies import Reply
-from mailsuite.smtp.session import Envelope, Recipient, Session
+from mailsuite.smtp.replies import NO_REPLY, Reply
+from mailsuite.smtp.session import Envelope, Session
 
-_COMMAND, _DATA, _BDAT = "command", "data", "bdat"
-_MAIL_PARAMS = frozenset({"SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", "AUTH"})
-_RCPT_PARAMS = frozenset({"NOTIFY", "ORCPT"})
 _NOT_IMPLEMENTED = frozenset({"EXPN", "TURN", "ETRN", "SEND", "SOML", "SAML", "ATRN"})
 _MAX_PENDING_INPUT = 1024 * 1024  # unread pipelined input before we stop reading
 
@@ -58,7 +48,7 @@ def tls_details(transport: Any) -> tuple[str | None, str | None, int | None]:
         return ("TLS", "unknown", None)
 
 
-class SMTPServerProtocol(Protocol):
+class SMTPServerProtocol(AuthCommands, MailCommands, Protocol):
     """One SMTP connection; see the module docstring.
 
     ``server`` is the ``mailsuite.smtp.service.SMTPFactory`` that holds what connections share:
@@ -75,7 +65,7 @@ class SMTPServerProtocol(Protocol):
         self.envelope = Envelope()
         self._buffer = b""
         self._out: list[bytes] = []
-        self._mode = _COMMAND
+        self._mode = COMMAND
         self._busy = False
         self._processing = False
         self._closing = False
@@ -171,7 +161,7 @@ class SMTPServerProtocol(Protocol):
             return
         self._buffer = self._buffer + data if self._buffer else data
         idle = self._idle_call
-        if (self._mode != _COMMAND or b"\n" in data) and idle is not None and idle.active():
+        if (self._mode != COMMAND or b"\n" in data) and idle is not None and idle.active():
             idle.reset(self.settings.idle_timeout)
         if self._busy:
             if len(self._buffer) > _MAX_PENDING_INPUT and not self._paused:
@@ -184,9 +174,9 @@ class SMTPServerProtocol(Protocol):
         self._processing = True
         try:
             while self._buffer and not self._busy and not self._closing:
-                if self._mode == _DATA:
+                if self._mode == DATA:
                     self._data_input()
-                elif self._mode == _BDAT:
+                elif self._mode == BDAT:
                     self._bdat_input()
                 elif not self._command_input():
                     break
@@ -274,7 +264,7 @@ class SMTPServerProtocol(Protocol):
             self._process()
 
     def _answer(self, reply: Reply) -> None:
-        if reply is _NO_REPLY:
+        if reply is NO_REPLY:
             return
         if reply.code >= 400 and reply is not replies.TOO_MANY_RECIPIENTS:
             self._error(reply)
@@ -362,7 +352,7 @@ class SMTPServerProtocol(Protocol):
         self.session.helo = None
         self.session.esmtp = False
         self._reset_transaction()
-        return _NO_REPLY
+        return NO_REPLY
 
     def _record_tls(self) -> None:
         if self.session.tls and self.session.tls_version is None:
@@ -372,286 +362,6 @@ class SMTPServerProtocol(Protocol):
                 cipher,
                 bits,
             )
-
-    # --- AUTH (RFC 4954) -------------------------------------------------------------------
-
-    def do_AUTH(self, argument: str) -> Reply | defer.Deferred[Reply]:
-        if not self.session.requires_auth:
-            return replies.AUTH_NOT_ENABLED
-        if not self.session.tls:
-            return replies.ENCRYPTION_REQUIRED
-        if self.session.helo is None or not self.session.esmtp:
-            return replies.NEED_HELO
-        if self.session.user is not None:
-            return replies.ALREADY_AUTHENTICATED
-        if self.envelope.has_sender:
-            return replies.AUTH_IN_TRANSACTION
-        if self.server.authenticator.is_blocked(self.session.peer_ip):
-            self._log_auth(None, "blocked")
-            return replies.AUTH_THROTTLED
-        mechanism, _, initial = argument.strip().partition(" ")
-        try:
-            exchange = SaslExchange(mechanism.upper())
-            step = exchange.start(initial.strip() or None)
-        except SaslError as e:
-            return self._auth_error(e)
-        return self._auth_step(exchange, step)
-
-    def _auth_continue(self, line: bytes) -> None:
-        exchange = self._sasl
-        assert exchange is not None
-        self._sasl = None
-        try:
-            step = exchange.respond(line.decode("ascii", "replace"))
-        except SaslError as e:
-            result = self._auth_error(e)
-        else:
-            result = self._auth_step(exchange, step)
-        if isinstance(result, defer.Deferred):
-            self._wait_for(result)
-        else:
-            self._answer(result)
-
-    def _auth_step(
-        self, exchange: SaslExchange, step: Reply | Credentials
-    ) -> Reply | defer.Deferred[Reply]:
-        if isinstance(step, Reply):
-            self._sasl = exchange
-            return step
-        return defer.Deferred.fromCoroutine(self._verify(step))
-
-    def _auth_error(self, error: SaslError) -> Reply | defer.Deferred[Reply]:
-        if not error.is_failure:
-            return error.reply
-        self._log_auth(None, "bad response")
-        return defer.Deferred.fromCoroutine(self._delayed_failure(error.reply))
-
-    async def _delayed_failure(self, reply: Reply) -> Reply:
-        await self.server.authenticator.failed(self.session.peer_ip)
-        return reply
-
-    async def _verify(self, credentials: Credentials) -> Reply:
-        user = await self.server.authenticator.authenticate(self.session.peer_ip, credentials)
-        if user is None:
-            self._log_auth(credentials.username, "failed")
-            return replies.AUTH_FAILED
-        self.session.user = user
-        self._log_auth(user, "ok")
-        return replies.AUTH_OK
-
-    def _log_auth(self, user: str | None, result: str) -> None:
-        self.server.ctx.maillog.log(
-            "auth", client=self.session.peer_ip, user=user, result=result
-        )
-
-    # --- the mail transaction --------------------------------------------------------------
-
-    def _refuse(self, stage: str, reply: Reply, **fields: Any) -> Reply:
-        self.server.ctx.maillog.log(
-            "rejected",
-            stage=stage,
-            client=self.session.peer_ip,
-            code=f"{reply.code} {reply.enhanced}",
-            reason=reply.text,
-            **fields,
-        )
-        return reply
-
-    def do_MAIL(self, argument: str) -> Reply:
-        """RFC 5321 4.1.1.2 with SIZE, BODY, SMTPUTF8, RET/ENVID and AUTH= parameters."""
-        session = self.session
-        if session.helo is None:
-            return replies.NEED_HELO
-        if self.envelope.has_sender:
-            return replies.NESTED_MAIL
-        if session.requires_auth and not session.tls:
-            return replies.ENCRYPTION_REQUIRED
-        if session.requires_auth and session.user is None:
-            return replies.AUTH_REQUIRED
-        if argument[:5].upper() != "FROM:":
-            return replies.SYNTAX_ERROR.with_text("Syntax: MAIL FROM:<address>")
-        try:
-            parsed = parse_mail_from(argument[5:], utf8_allowed=session.esmtp)
-            dsn = parse_mail_dsn(parsed.params)
-        except PathError as e:
-            return self._refuse("MAIL", e.reply)
-        params = parsed.params
-        if params and (not session.esmtp or not params.keys() <= _MAIL_PARAMS):
-            return replies.PARAM_NOT_SUPPORTED
-        envelope = Envelope()
-        if "SIZE" in params:
-            value = params["SIZE"] or ""
-            if not value.isdigit() or len(value) > 20:
-                return replies.SYNTAX_ERROR.with_text("Bad SIZE parameter (RFC 1870)")
-            if int(value) > self.settings.max_message_size:
-                return self._refuse("MAIL", replies.MESSAGE_TOO_BIG)
-            envelope.declared_size = int(value)
-        if "BODY" in params:
-            body = (params["BODY"] or "").upper()
-            if body not in ("7BIT", "8BITMIME"):
-                return replies.PARAM_NOT_SUPPORTED.with_text("Unsupported BODY type")
-            envelope.body_8bit = body == "8BITMIME"
-        if "SMTPUTF8" in params:
-            if params["SMTPUTF8"] is not None:
-                return replies.SYNTAX_ERROR.with_text("SMTPUTF8 takes no value")
-            envelope.smtputf8 = True
-        envelope.ret, envelope.envid = dsn.ret, dsn.envid
-        sender = parsed.mailbox
-        if not policy.sender_allowed(
-            self.server.ctx.accounts, sender, authenticated_user=session.user
-        ):
-            address = sender.address if sender is not None else ""
-            return self._refuse("MAIL", replies.SENDER_NOT_OWNED, sender=address)
-        envelope.sender = sender.address if sender is not None else ""
-        self.envelope = envelope
-        return replies.SENDER_OK
-
-    def do_RCPT(self, argument: str) -> Reply:
-        """RFC 5321 4.1.1.3 with NOTIFY / ORCPT (RFC 3461); policy decides acceptance."""
-        envelope = self.envelope
-        if not envelope.has_sender:
-            return replies.NEED_MAIL
-        if argument[:3].upper() != "TO:":
-            return replies.SYNTAX_ERROR.with_text("Syntax: RCPT TO:<address>")
-        if len(envelope.recipients) >= self.settings.max_recipients:
-            return replies.TOO_MANY_RECIPIENTS
-        try:
-            parsed = parse_rcpt_to(argument[3:], utf8=envelope.smtputf8)
-            dsn = parse_rcpt_dsn(parsed.params)
-        except PathError as e:
-            return self._refuse("RCPT", e.reply, sender=envelope.sender)
-        if parsed.params and not parsed.params.keys() <= _RCPT_PARAMS:
-            return replies.PARAM_NOT_SUPPORTED
-        mailbox = parsed.mailbox
-        assert mailbox is not None
-        decision = policy.check_recipient(
-            self.server.ctx.accounts, mailbox, authenticated_user=self.session.user
-        )
-        verdict = decision.verdict
-        if verdict is RecipientVerdict.RELAY_DENIED:
-            return self._refuse(
-                "RCPT",
-                replies.RELAY_DENIED,
-                sender=envelope.sender,
-                recipient=mailbox.address,
-                why=decision.reason,
-            )
-        if verdict is RecipientVerdict.UNKNOWN_USER:
-            return self._refuse(
-                "RCPT", replies.NO_SUCH_USER, sender=envelope.sender, recipient=mailbox.address
-            )
-        if verdict is RecipientVerdict.REMOTE and self.server.ctx.spool is None:
-            return replies.QUEUE_UNAVAILABLE
-        envelope.recipients.append(
-            Recipient(mailbox, decision.address, decision.resolution, dsn.notify, dsn.orcpt)
-        )
-        return replies.RECIPIENT_OK
-
-    def _ready_for_content(self) -> Reply | None:
-        if not self.envelope.has_sender:
-            return replies.NEED_MAIL
-        if not self.envelope.recipients:
-            return replies.NO_VALID_RECIPIENTS
-        return None
-
-    def _new_body(self) -> MessageBody:
-        s = self.settings
-        return MessageBody(s.max_message_size, s.max_line_length, s.max_received_headers)
-
-    def do_DATA(self, argument: str) -> Reply:
-        """RFC 5321 4.1.1.4."""
-        if argument.strip():
-            return replies.SYNTAX_ERROR
-        refusal = self._ready_for_content()
-        if refusal is not None:
-            return refusal
-        if self._body is not None:
-            return replies.BAD_SEQUENCE.with_text("DATA after BDAT")
-        self._body = self._new_body()
-        self._dot_reader = DotReader(self._body)
-        self._mode = _DATA
-        return replies.START_DATA
-
-    def _data_input(self) -> None:
-        reader = self._dot_reader
-        assert reader is not None
-        buf, self._buffer = self._buffer, b""
-        leftover = reader.feed(buf)
-        if leftover is None:
-            return
-        self._buffer = leftover
-        self._mode = _COMMAND
-        self._end_of_message()
-
-    def do_BDAT(self, argument: str) -> Reply:
-        """RFC 3030 3: ``BDAT size [LAST]``; the chunk is read even when refused."""
-        parts = argument.split()
-        if not parts or len(parts) > 2 or not parts[0].isdigit() or len(parts[0]) > 18:
-            return replies.SYNTAX_ERROR.with_text("Syntax: BDAT size [LAST]")
-        if len(parts) == 2 and parts[1].upper() != "LAST":
-            return replies.SYNTAX_ERROR.with_text("Syntax: BDAT size [LAST]")
-        self._bdat_remaining = int(parts[0])
-        self._bdat_last = len(parts) == 2
-        self._bdat_refusal = self._ready_for_content()
-        if self._bdat_refusal is None and self._dot_reader is not None:
-            self._bdat_refusal = replies.BAD_SEQUENCE
-        if self._bdat_refusal is None and self._body is None:
-            self._body = self._new_body()
-        self._mode = _BDAT
-        if self._bdat_remaining == 0:
-            self._bdat_chunk_done()
-        return _NO_REPLY
-
-    def _bdat_input(self) -> None:
-        buf = self._buffer
-        take = min(self._bdat_remaining, len(buf))
-        chunk = buf[:take] if take < len(buf) else buf
-        self._buffer = buf[take:] if take < len(buf) else b""
-        self._bdat_remaining -= take
-        if self._bdat_refusal is None and self._body is not None:
-            self._body.add(chunk)
-        if self._bdat_remaining == 0:
-            self._bdat_chunk_done()
-
-    def _bdat_chunk_done(self) -> None:
-        self._mode = _COMMAND
-        if self._bdat_refusal is not None:
-            refusal, self._bdat_refusal = self._bdat_refusal, None
-            self._answer(refusal)
-            return
-        body = self._body
-        assert body is not None
-        if body.oversize:
-            # RFC 3030 3: a failed chunk fails the transaction.
-            self._reset_transaction()
-            self._answer(self._refuse("BDAT", replies.MESSAGE_TOO_BIG))
-            return
-        if not self._bdat_last:
-            self._send(replies.CHUNK_OK.with_text(f"Ok: {body.size} octets received"))
-            return
-        self._end_of_message()
-
-    def _end_of_message(self) -> None:
-        body = self._body
-        envelope = self.envelope
-        assert body is not None
-        self._reset_transaction()
-        refusal = body.finish()
-        if refusal is not None:
-            self._send(
-                self._refuse(
-                    "DATA",
-                    refusal,
-                    sender=envelope.sender,
-                    recipients=[r.address for r in envelope.recipients],
-                    size=body.size,
-                )
-            )
-            return
-        self._record_tls()
-        self._wait_for(
-            defer.Deferred.fromCoroutine(self.server.intake.accept(self.session, envelope, body))
-        )
 
     # --- the rest --------------------------------------------------------------------------
 
@@ -678,16 +388,4 @@ class SMTPServerProtocol(Protocol):
     def do_QUIT(self, argument: str) -> Reply:
         """RFC 5321 4.1.1.10."""
         self._close_with(replies.BYE)
-        return _NO_REPLY
-
-
-class _NoReply(Reply):
-    """Sentinel: the handler already wrote (or will write) its own reply."""
-
-    __slots__ = ()
-
-    def encode(self) -> bytes:
-        return b""
-
-
-_NO_REPLY = _NoReply(0, None, "")
+        return NO_REPLY

@@ -47,6 +47,18 @@ class Reply:
         return self.code >= 500
 
 
+class _NoReply(Reply):
+    """The type of :data:`NO_REPLY`."""
+
+    __slots__ = ()
+
+    def encode(self) -> bytes:
+        return b""
+
+
+NO_REPLY: Reply = _NoReply(0, None, "")
+"""Returned by a handler that writes its own reply (QUIT, STARTTLS, BDAT)."""
+
 # --- positive ---------------------------------------------------------------------------
 OK = Reply(250, "2.0.0", "Ok")
 SENDER_OK = Reply(250, "2.1.0", "Ok")
