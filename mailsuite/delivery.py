@@ -67,7 +67,7 @@ class LocalDelivery:
         except FolderNotFound:
             if folder.upper() == INBOX:
                 raise
-            self.log.warn(
+            self.log.warn(  # noqa: G010 (twisted.logger.Logger has warn)
                 "folder {folder} of {user} does not exist; delivering to INBOX",
                 folder=folder,
                 user=user,
