@@ -303,6 +303,45 @@ def digest() -> Built:
     return Built(header + body, header, {"1": m1, "2": m2})
 
 
+def reused_boundary() -> Built:
+    """A multipart nested in one with the same boundary (Outlook Express for Mac did this)."""
+    b = "MS_Mac_OE_3071477847_720252_MIME_Part"
+    header = crlf(
+        f'From: mac@example.org\nSubject: reused\nContent-Type: multipart/mixed;\n\tboundary="{b}"\n\n'
+    )
+    plain_body = crlf("plain\n")
+    html_body = crlf("<p>html</p>\n")
+    gif = crlf("R0lGODlhAQABAAAAACw=\n")
+    body = (
+        crlf(
+            f'--{b}\nContent-Type: multipart/alternative; boundary="{b}"\n\n'
+            f'--{b}\nContent-Type: text/plain; charset="ISO-8859-1"\n\n'
+        )
+        + plain_body
+        + crlf(f"\n--{b}\nContent-Type: text/html\n\n")
+        + html_body
+        + crlf(
+            f'\n--{b}--\n\n--{b}\nContent-Type: image/gif; name="xx.gif"\n'
+            "Content-Transfer-Encoding: base64\nContent-Disposition: attachment\n\n"
+        )
+        + gif
+        + crlf(f"\n--{b}--\n")
+    )
+    return Built(header + body, header, {"1.1": plain_body, "1.2": html_body, "2": gif})
+
+
+def header_only_part() -> Built:
+    """Parts whose only empty line is the delimiter's line break: all header, no body."""
+    header = crlf("From: arthur@example.example\nContent-Type: multipart/mixed; boundary=foo\n\n")
+    body = crlf(
+        "--foo\nContent-Type: text/plain\nbar\n\n"
+        "--foo\nContent-Type: text/html\n<html><body><p>baz</p></body></html>\n\n--foo--\n"
+    )
+    return Built(
+        header + body, header, {"1": b"", "1.MIME": crlf("Content-Type: text/plain\nbar\n")}
+    )
+
+
 def deep_nesting(depth: int) -> bytes:
     """``depth`` multiparts nested inside each other, a text part at the bottom."""
     inner = b"Content-Type: text/plain\r\n\r\nbottom"
@@ -327,6 +366,7 @@ ALL = {
     "forwarded": forwarded, "encoded_words": encoded_words, "groups": groups,
     "no_date_from": no_date_from, "bare_lf": bare_lf, "eight_bit_headers": eight_bit_headers,
     "nul_bytes": nul_bytes, "truncated_multipart": truncated_multipart, "digest": digest,
+    "reused_boundary": reused_boundary, "header_only_part": header_only_part,
 }  # fmt: skip
 
 

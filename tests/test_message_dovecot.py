@@ -31,7 +31,7 @@ DOVECOT_IMAP = "/usr/lib/dovecot/imap"
 NOBODY = 65534
 SKIP = {"bare_lf", "nul_bytes"}
 NAMES = sorted(set(corpus.ALL) - SKIP)
-SECTIONS = ["HEADER", "TEXT", "1", "1.MIME", "2", "2.MIME", "2.HEADER", "2.TEXT", "2.1", "1.2.1",
+SECTIONS = ["HEADER", "TEXT", "1", "1.MIME", "1.1", "1.2", "2", "2.MIME", "2.HEADER", "2.TEXT", "2.1", "1.2.1",
             "HEADER.FIELDS (From Subject)"]  # fmt: skip
 
 

@@ -139,7 +139,17 @@ def test_non_multipart_has_no_part_two() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["alternative", "mixed", "nested", "forwarded", "bare_lf", "truncated_multipart", "digest"],
+    [
+        "alternative",
+        "mixed",
+        "nested",
+        "forwarded",
+        "bare_lf",
+        "truncated_multipart",
+        "digest",
+        "reused_boundary",
+        "header_only_part",
+    ],
 )
 def test_every_known_piece(name: str) -> None:
     built = corpus.ALL[name]()
