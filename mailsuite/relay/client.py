@@ -165,7 +165,7 @@ class SMTPClientProtocol(Protocol):
 
     def send(self, data: bytes) -> None:
         if not self.closed and self.transport is not None:
-            self.transport.write(data)
+            self.transport.write(data)  # type: ignore[call-arg, misc]  # zope interface method
 
     def abort(self) -> None:
         if self.transport is not None and not self.closed:
@@ -335,7 +335,7 @@ class SMTPSession:
             pass
         finally:
             if self.protocol.transport is not None and not self.protocol.closed:
-                self.protocol.transport.loseConnection()
+                self.protocol.transport.loseConnection()  # type: ignore[misc]
 
     def _outcome(self, reply: Reply, command: str) -> Outcome:
         text = f"{reply} (in reply to {command} command)"

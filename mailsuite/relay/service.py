@@ -76,7 +76,7 @@ class ControlProtocol(LineOnlyReceiver):
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.sendLine(json.dumps({"ok": False, "error": "request too long"}).encode())
-        self.transport.loseConnection()
+        self.transport.loseConnection()  # type: ignore[misc, union-attr]
 
     async def _answer(self, line: bytes) -> dict[str, Any]:
         try:

@@ -256,7 +256,7 @@ class Spool:
         def write() -> defer.Deferred[Any]:
             if item.id not in self.items:  # removed meanwhile: do not resurrect it
                 return defer.succeed(None)
-            return self._io(_write_atomic, self.tmp, path, [document], False)
+            return self._io(_write_atomic, self.tmp, path, [document], True)
 
         return lock.run(write).addCallback(lambda _: None)
 
