@@ -107,15 +107,12 @@ def _addr_spec(tokens: list[tuple[int, str]]) -> tuple[str | None, str | None]:
             at = i
     local_tokens = parts if at < 0 else parts[:at]
     domain_tokens = [] if at < 0 else parts[at + 1 :]
-    local = "".join(_quote_local(k, t) for k, t in local_tokens if k != _SPECIAL or t == ".")
+    # A quoted local part is shown unquoted, as Dovecot does.
+    local = "".join(t for k, t in local_tokens if k != _SPECIAL or t == ".")
     domain = "".join(t for k, t in domain_tokens if k in (_ATOM, _LITERAL))
     if at < 0:
         return (local or None), None
     return local, domain
-
-
-def _quote_local(kind: int, text: str) -> str:
-    return text  # a quoted local part is shown unquoted, as Dovecot does
 
 
 def _mailbox(tokens: list[tuple[int, str]]) -> Address | None:
