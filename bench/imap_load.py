@@ -232,15 +232,17 @@ async def load(args) -> dict:
 
 async def warmup(args) -> dict:
     done = 0
+    exists = []
     for user in args.users.split(","):
         session = await login(args.port, user, args.password, args.timeout)
+        exists.append(session.exists)
         try:
             await session.command(b"FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE BODYSTRUCTURE)")
             await session.command(b"LOGOUT")
             done += 1
         finally:
             session.close()
-    return {"warmed": done}
+    return {"warmed": done, "min_exists": min(exists) if exists else 0}
 
 
 async def idle_many(args) -> dict:

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import dovecot, peers, postfix, procs, report  # noqa: E402
 from benchlib.results import Outcome, Workload  # noqa: E402
 
-WORKLOADS = ("smtp", "relay", "imap", "pop3", "store", "memory")
+WORKLOADS = ("smtp", "relay", "imap", "imap-big", "pop3", "store", "memory")
 
 
 class Context:
@@ -139,6 +139,8 @@ def load_workload(key: str):
         from benchlib import relay as mod
     elif key == "imap":
         from benchlib import imap as mod
+    elif key == "imap-big":
+        from benchlib import bigfolder as mod
     elif key == "pop3":
         from benchlib import pop3 as mod
     elif key == "store":
@@ -173,7 +175,10 @@ def write_markdown(path: Path, command: str, started: datetime.datetime, duratio
               "its own temporary data. *CPU s per unit* is the user+system CPU time of the "
               "server's whole process tree (from /proc) divided by the messages or commands done; "
               "*peak memory* is the largest sum of PSS over the server's processes, sampled every "
-              "0.2 s. A ratio above 1 means mailsuite did more per second than that peer.",
+              "0.2 s. A ratio above 1 means mailsuite did more per second than that peer, except "
+              "where a table says that it compares times or memory (there, below 1 is better "
+              "for mailsuite). The machine is shared: the load average at the start is shown "
+              "above, and figures from a busy machine are lower for every server.",
               ""]
     for wl in results:
         lines.append(report.markdown(wl))

@@ -25,7 +25,9 @@ def measure(root_pids, port: int, connections: int, timeout: float, workdir: Pat
     argv = imap.load_argv(port, logins)
     imap.run_json(argv + ["--warmup", "--timeout", "120"], timeout=300)
     time.sleep(1.0)  # let the warm-up sessions' buffers be released before the baseline
-    before = procs.memory_bytes(p for r in root_pids() for p in procs.tree_pids(r))
+    before_pids = [p for r in root_pids() for p in procs.tree_pids(r)]
+    before = procs.memory_bytes(before_pids)
+    rss_before = procs.rss_bytes(before_pids)
     cpu_before = procs.cpu_seconds(p for r in root_pids() for p in procs.tree_pids(r))
     start = time.monotonic()
     proc = procs.start_group(argv + ["--idle", str(connections), "--hold", str(timeout),
@@ -65,8 +67,9 @@ def measure(root_pids, port: int, connections: int, timeout: float, workdir: Pat
     per_conn = (after - before) / connections
     return Run(rate=connections / setup, cpu_seconds=cpu_used, units=connections,
                peak_memory=after, elapsed=setup,
-               extra={"bytes_per_conn": per_conn, "rss_total": rss_after,
-                      "base_memory": before})
+               extra={"bytes_per_conn": per_conn,
+                      "rss_per_conn": (rss_after - rss_before) / connections,
+                      "rss_total": rss_after, "base_memory": before})
 
 
 def run_once(server: str, workdir: Path, source: Path, connections: int, timeout: float) -> Run:
@@ -93,14 +96,16 @@ def run_once(server: str, workdir: Path, source: Path, connections: int, timeout
 
 
 def run(ctx) -> Workload:
-    connections = 200 if ctx.quick else 1000
+    connections = 100 if ctx.quick else 1000
     wl = Workload("memory", "Memory per idle IMAP connection", __doc__.strip(),
                   ratio_of="bytes_per_conn")
     wl.notes.append("conn/s is how fast the sessions were opened (LOGIN+SELECT+IDLE, 50 at a "
                     "time); 'peak memory' is the server's total with all sessions idling; "
-                    "'memory per connection' = (total with N idle sessions - total before) / N.")
+                    "'memory per connection' = (total with N idle sessions - total before) / N, "
+                    "on PSS; 'RSS per connection' is the same on resident set sizes (for a "
+                    "multi-process server RSS counts shared pages once per process).")
     source = ctx.workdir("memory-source") / "Maildir"
-    fixtures.build_maildir(source, 500, 4096)
+    fixtures.build_maildir(source, imap.MESSAGES, 4096)
     case = Case(f"{connections} idle connections", "conn/s")
     for server in SERVERS:
         outcome = Outcome(server)

@@ -38,7 +38,8 @@ def rows(wl: Workload) -> tuple[list[str], list[list[str]]]:
     unit = wl.cases[0].unit if wl.cases else "per s"
     ratio_label = ("mailsuite / server" if not wl.ratio_of
                    else f"mailsuite / server ({EXTRA_LABELS.get(wl.ratio_of, wl.ratio_of)})")
-    header = ["case", "server", f"{unit} (median)", ratio_label, "CPU s per unit",
+    first = f"{unit} (median)" if not wl.lower_is_better else f"time ({unit}, median)"
+    header = ["case", "server", first, ratio_label, "CPU s per unit",
               "peak memory", *[label for _, label in extra_keys], "runs"]
     table: list[list[str]] = []
     for case in wl.cases:
@@ -78,15 +79,21 @@ EXTRA_LABELS = {
     "mb_per_s": "MB/s",
     "rss_total": "RSS total",
     "login_rate": "logins/s",
+    "rss_per_conn": "RSS per connection",
+    "cold_select": "cold SELECT",
+    "warm_select": "warm SELECT",
     "base_memory": "memory before",
 }
 EXTRA_FORMAT = {
     "bytes_per_conn": lambda v: f"{v / 1024:.1f} KiB",
     "p50_ms": lambda v: f"{v:.2f} ms",
     "connections": lambda v: f"{v:.0f}",
-    "mb_per_s": lambda v: f"{v:.1f}",
+    "mb_per_s": lambda v: f"{v:.1f}" if v >= 1 else f"{v:.3f}",
     "rss_total": lambda v: f"{v / 1e6:.1f} MB",
     "login_rate": lambda v: f"{v:.1f}",
+    "rss_per_conn": lambda v: f"{v / 1024:.1f} KiB",
+    "cold_select": lambda v: f"{v:.2f} s",
+    "warm_select": lambda v: f"{v:.2f} s",
     "base_memory": lambda v: f"{v / 1e6:.1f} MB",
 }
 

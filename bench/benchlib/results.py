@@ -82,3 +82,4 @@ class Workload:
     skipped: str | None = None
     raw_text: str | None = None  # verbatim output (store workload)
     ratio_of: str | None = None  # an extra key to compare instead of the rate (memory)
+    lower_is_better: bool = False  # the first column is a time, not a rate

@@ -15,6 +15,7 @@ from benchlib import peers
 from benchlib.results import Workload
 
 SCRIPT = peers.BENCH_DIR / "store_bench.py"
+QUICK_SIZES = (("--deliveries", "2000"), ("--messages", "20000"), ("--raw", "1000"))
 
 
 def run(ctx) -> Workload:
@@ -27,6 +28,11 @@ def run(ctx) -> Workload:
     argv = [sys.executable, str(SCRIPT)]
     if ctx.quick and "--quick" in helptext.stdout:
         argv.append("--quick")
+    elif ctx.quick:
+        # Smaller sizes for the quick run, where the script offers them.
+        for option, value in QUICK_SIZES:
+            if option in helptext.stdout:
+                argv += [option, value]
     workdir = ctx.workdir("store")
     if "--dir" in helptext.stdout:
         argv += ["--dir", str(workdir)]
@@ -38,9 +44,9 @@ def run(ctx) -> Workload:
         wl.skipped = f"bench/store_bench.py did not finish within {limit} s"
         return wl
     ctx.cleanup(workdir)
-    command = "python bench/store_bench.py" + (" --quick" if "--quick" in argv else "")
-    if "--dir" in argv:
-        command += " --dir <scratch directory on the same disk as /tmp>"
+    shown = [a if a != str(workdir) else "<scratch directory on the same disk as /tmp>"
+             for a in argv[2:]]
+    command = " ".join(["python bench/store_bench.py", *shown])
     wl.notes.append(f"Command: `{command}` (exit status {res.returncode}).")
     if res.returncode != 0:
         wl.skipped = f"bench/store_bench.py failed: {' '.join(res.stderr.split())[-400:]}"
