@@ -359,3 +359,15 @@ class ShutdownTests(unittest.TestCase):
         client.transport.clear()
         pending.callback(None)
         self.assertTrue(has_reply(client.output(), replies.QUEUED))
+
+
+class LookupFailureTests(BadInputBase):
+    def test_failing_accounts_lookup_is_451_and_the_session_goes_on(self) -> None:
+        def broken(address: str) -> None:
+            raise OSError("accounts file unreadable")
+
+        self.ctx.accounts.resolve = broken  # type: ignore[method-assign]
+        out = self.rcpt(f"<{ALICE}>")
+        self.assertTrue(has_reply(out, replies.TEMPORARY_FAILURE))
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        self.assert_session_goes_on()

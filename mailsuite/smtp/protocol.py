@@ -239,7 +239,12 @@ class SMTPServerProtocol(AuthCommands, MailCommands, Protocol):
         if verb == "AUTH" and len(line) > MAX_AUTH_LINE:
             self._error(replies.AUTH_LINE_TOO_LONG)
             return
-        result = handler(argument)
+        try:
+            result = handler(argument)
+        except Exception:  # noqa: BLE001 (a lookup failing must not kill the session)
+            # Postfix answers 451 4.3.0 when a table lookup fails; the client retries later.
+            self.log.failure("SMTP {verb} failed", verb=verb)
+            result = replies.TEMPORARY_FAILURE
         if isinstance(result, defer.Deferred):
             self._wait_for(result)
         else:
