@@ -139,6 +139,11 @@ def run(ctx) -> Workload:
     sets = [(2048, 300), (1024 * 1024, 50)] if ctx.quick else [(2048, 1000), (1024 * 1024, 1000)]
     wl = Workload("pop3", "POP3 RETR of a whole maildrop (one client)", __doc__.strip())
     wl.notes.append("msg/s = messages retrieved / time from connect to the QUIT reply.")
+    wl.notes.append("Login: USER/PASS in plain text on all three (mailsuite `[pop3] "
+                    "allow_plaintext_auth = true`, Dovecot `disable_plaintext_auth = no`). "
+                    "`twistd mail` writes each reply in small pieces and waits on Nagle's "
+                    "algorithm and the client's delayed ACK (see ARCHITECTURE.md), which is why "
+                    "its small-message rate is so low.")
     for size, count in sets:
         source = ctx.workdir(f"pop3-source-{size}") / "Maildir"
         nbytes = fixtures.build_maildir(source, count, size)

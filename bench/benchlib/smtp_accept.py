@@ -108,6 +108,13 @@ def run(ctx) -> Workload:
     wl.notes.append("msg/s = messages / time from the first connection until the last file is "
                     "in the Maildir; 'accept msg/s' = messages / time until smtp-source got its "
                     "last 250.")
+    wl.notes.append("Load: `smtp-source -s CLIENTS -m N -l SIZE` (one connection per message, "
+                    "SIZE bytes of body) to one recipient of the server's domain.")
+    wl.notes.append("Durability differs: mailsuite, aiosmtpd (bench/aiosmtpd_maildir.py) and "
+                    "Postfix fsync before they answer 250 (Postfix into its queue, then its "
+                    "virtual agent delivers into the Maildir with fsync); `twistd mail` never "
+                    "fsyncs. `twistd mail` runs through bench/twistd_mail_py3.py, which only "
+                    "repairs the str/bytes errors that stop it from delivering on Python 3.")
     for size, count in counts.items():
         for clients in (1, 20):
             case = Case(f"{size // 1024} KB x {count}, {clients} client{'s' if clients > 1 else ''}",
