@@ -110,6 +110,19 @@ class ReportTests(unittest.TestCase):
         self.assertIn("550 5.1.1", text)
 
 
+    def test_internationalized_message_gets_global_types(self):
+        it = item()
+        it.smtputf8 = True
+        it.recipients[0].address = "bøb@b.test"
+        raw = dsn.build_report(dsn.Report(dsn.FAILED, it, tuple(it.recipients)), ORIGINAL,
+                               hostname="mail.a.test", now=NOW)
+        msg = parse(raw)
+        self.assertEqual(msg.get_param("report-type"), "global-delivery-status")
+        self.assertEqual([p.get_content_type() for p in msg.get_payload()],
+                         ["text/plain", "message/global-delivery-status", "message/global"])
+        self.assertIn(b"Final-Recipient: utf-8; b\xc3\xb8b@b.test", raw)
+
+
 class NotifyTests(unittest.TestCase):
     def rcpt(self, *notify: str) -> RecipientState:
         return RecipientState("bob@b.test", notify=list(notify))

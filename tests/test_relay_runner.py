@@ -33,8 +33,10 @@ class ScriptedAgent:
         self.script = script or {}
         self.calls: list[tuple[float, str, str]] = []  # (time, queue id, address)
         self.messages: list[tuple[str, bytes]] = []
+        self.jobs: list[list[str]] = []
 
     def deliver(self, job):
+        self.jobs.append([r.address for r in job.recipients])
         out = {}
         for r in job.recipients:
             self.calls.append((self.clock.seconds(), job.item.id, r.address))
@@ -111,6 +113,12 @@ class RunnerTests(unittest.TestCase):
         self.enqueue("carol@a.test")
         self.assertEqual([a for _, _, a in self.local.calls], ["carol@a.test"])
         self.assertEqual(self.remote.calls, [])
+
+    def test_many_recipients_of_one_domain_split_into_transactions(self):
+        self.settings = RelaySettings(max_recipients_per_transaction=2)
+        self.runner = self.make_runner()
+        self.enqueue(*[f"u{n}@b.test" for n in range(5)])
+        self.assertEqual([len(j) for j in self.remote.jobs], [2, 2, 1])
 
     def test_transient_failures_back_off_doubling_up_to_the_maximum(self):
         self.remote.script["bob@b.test"] = [LATER]

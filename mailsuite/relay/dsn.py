@@ -122,6 +122,13 @@ def build_report(
     """The full DSN message (RFC 3464) as CRLF-terminated bytes."""
     item = report.item
     boundary = f"{secrets.token_hex(8)}/{hostname}"
+    # RFC 6533 6: internationalized messages get the "global" report and returned types.
+    utf8 = (
+        item.smtputf8
+        or not _header_block(original).isascii()
+        or not all(r.address.isascii() for r in report.recipients)
+    )
+    report_type = "global-delivery-status" if utf8 else "delivery-status"
     date = email.utils.formatdate(now, localtime=False)
     arrival = email.utils.formatdate(item.created, localtime=False)
     message_id = f"<{secrets.token_hex(10)}@{hostname}>"
@@ -133,7 +140,7 @@ def build_report(
         f"Message-ID: {message_id}",
         "Auto-Submitted: auto-replied",  # RFC 3834 5
         "MIME-Version: 1.0",
-        f'Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary="{boundary}"',
+        f'Content-Type: multipart/report; report-type={report_type};\r\n\tboundary="{boundary}"',
         "Content-Transfer-Encoding: 8bit",
     ]
     status = [f"Reporting-MTA: dns; {hostname}"]
@@ -145,7 +152,8 @@ def build_report(
         fields = []
         if r.orcpt:
             fields.append(f"Original-Recipient: {r.orcpt if ';' in r.orcpt else 'rfc822; ' + r.orcpt}")
-        fields.append(f"Final-Recipient: rfc822; {r.address}")
+        address_type = "rfc822" if r.address.isascii() else "utf-8"  # RFC 6533 3
+        fields.append(f"Final-Recipient: {address_type}; {r.address}")
         fields.append(f"Action: {report.action}")
         fields.append(f"Status: {_status_for(report.action, r)}")
         if r.remote_mta:
@@ -162,10 +170,13 @@ def build_report(
     full = (item.ret or "FULL").upper() == "FULL" and report.action == FAILED
     if full and len(original) > RETURN_SIZE_LIMIT:
         full = False
+    status_type = "message/global-delivery-status" if utf8 else "message/delivery-status"
     if full:
-        returned_type, returned = "message/rfc822", _fold_crlf(original)
+        returned_type = "message/global" if utf8 else "message/rfc822"
+        returned = _fold_crlf(original)
     else:
-        returned_type, returned = "text/rfc822-headers", _fold_crlf(_header_block(original))
+        returned_type = "message/global-headers" if utf8 else "text/rfc822-headers"
+        returned = _fold_crlf(_header_block(original))
     if not returned.endswith(b"\r\n"):
         returned += b"\r\n"
     human = _human_text(report, hostname, bounce_after)
@@ -176,7 +187,7 @@ def build_report(
             f"--{boundary}\r\nContent-Description: Notification\r\n"
             f"Content-Type: text/plain; charset=utf-8\r\n\r\n{human}\r\n".encode(),
             f"--{boundary}\r\nContent-Description: Delivery report\r\n"
-            f"Content-Type: message/delivery-status\r\n\r\n".encode(),
+            f"Content-Type: {status_type}\r\n\r\n".encode(),
             ("\r\n\r\n".join(groups) + "\r\n\r\n").encode(),
             f"--{boundary}\r\nContent-Description: Undelivered message\r\n"
             f"Content-Type: {returned_type}\r\n\r\n".encode(),

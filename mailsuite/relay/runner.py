@@ -182,9 +182,13 @@ class QueueRunner:
         groups: dict[str, list[RecipientState]] = {}
         for r in item.pending():
             groups.setdefault(r.domain, []).append(r)
+        # Like Postfix's smtp_destination_recipient_limit: a big group goes in several
+        # transactions rather than meeting the server's "452 too many recipients".
+        size = max(1, self.settings.max_recipients_per_transaction)
         jobs = [
-            defer.Deferred.fromCoroutine(self._run_job(item, tuple(rs), message))
+            defer.Deferred.fromCoroutine(self._run_job(item, tuple(rs[i : i + size]), message))
             for rs in groups.values()
+            for i in range(0, len(rs), size)
         ]
         await defer.gatherResults(jobs)
         if item.id in self._finished:  # every recipient accepted: already removed

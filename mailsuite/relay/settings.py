@@ -29,3 +29,4 @@ class RelaySettings:
     data_end_timeout: float = 600.0  # RFC 5321 4.5.3.2.6: the reply after the final dot
     max_messages_per_connection: int = 100  # reuse one connection for up to this many messages
     connection_cache_time: float = 2.0  # keep an idle connection open this long for more mail
+    max_recipients_per_transaction: int = 50  # more recipients of one domain: more transactions
