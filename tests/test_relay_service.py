@@ -99,6 +99,20 @@ class ServiceTests(unittest.TestCase):
         self.assertEqual(self.spool.items, {})
 
     @defer.inlineCallbacks
+    def test_bounce_for_a_local_sender_lands_in_their_inbox(self):
+        env = SpoolEnvelope(sender="bob@a.test", recipients=(SpoolRecipient("x@nowhere.test"),))
+        yield self.spool.enqueue(env, MESSAGE)
+        for _ in range(3):  # the message, then its bounce (bounded)
+            yield self.runner.wait_idle()
+        folder = self.store.account("bob@a.test").open_folder("INBOX")
+        [info] = folder.messages()
+        raw = folder.read_message(info.uid)
+        self.assertIn(b"Return-Path: <>", raw)
+        self.assertIn(b"Subject: Undelivered Mail Returned to Sender", raw)
+        self.assertIn(b"Final-Recipient: rfc822; x@nowhere.test", raw)
+        self.assertEqual(self.spool.items, {})
+
+    @defer.inlineCallbacks
     def test_unreachable_destination_stays_queued_and_is_listed(self):
         queue_id = yield defer.Deferred.fromCoroutine(self.queue_remote())
         rows = yield threads.deferToThread(admin.list_queue, self.config)
