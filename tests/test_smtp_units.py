@@ -224,3 +224,40 @@ class HeaderTests(unittest.TestCase):
     def test_completion_adds_only_missing_fields(self) -> None:
         added = completion_headers(b"Date: x\r\n\r\n", hostname="h", queue_id="Q", date="d")
         self.assertEqual(added, b"Message-ID: <Q@h>\r\n")
+
+
+_REPLY_LINE = __import__("re").compile(r"\A\d{3}[ -][^\r\n]*\Z")
+_FRAGMENTS = [
+    b"EHLO x.test\r\n", b"HELO x\r\n", b"MAIL FROM:<a@remote.test>\r\n", b"RCPT TO:<alice@example.test>\r\n",
+    b"RCPT TO:<a%b@example.test>\r\n", b"DATA\r\n", b"BDAT 5\r\n", b"BDAT 3 LAST\r\n", b".\r\n",
+    b"\r\n.\r\n", b"\n.\n", b"\r", b"\n", b"\x00", b"RSET\r\n", b"AUTH PLAIN\r\n", b"STARTTLS\r\n",
+    b"x" * 1100, b"NOOP\r\n", b"Subject: x\r\n\r\n", b"..\r\n", b"\xff\xfe",
+]
+
+
+class ProtocolFuzzTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        from twisted.internet import task
+
+        from test_smtp_support import make_context, make_factory
+
+        cls.clock = task.Clock()
+        cls.factory = make_factory(make_context(cls.clock))
+
+    @given(st.lists(st.one_of(st.sampled_from(_FRAGMENTS), st.binary(max_size=40)), max_size=30))
+    @settings(max_examples=300, deadline=None)
+    def test_any_input_gives_only_well_formed_replies(self, pieces: list[bytes]) -> None:
+        from test_smtp_support import connect
+
+        client = connect(self.factory)
+        for piece in pieces:
+            if client.closed:
+                break
+            client.protocol.dataReceived(piece)
+        self.clock.advance(5)
+        client.protocol.connectionLost(None)
+        lines = client.transport.value().decode("utf-8").split("\r\n")
+        self.assertEqual(lines[-1], "")
+        for line in lines[:-1]:
+            self.assertRegex(line, _REPLY_LINE)
