@@ -112,13 +112,29 @@ class RemoteAgent:
         return d
 
     def stop(self) -> defer.Deferred[None]:
-        """Close every connection (jobs in flight get transient outcomes); fires when closed."""
+        """Stop: no new transactions; those in flight get ``stop_grace`` seconds to finish
+        (so their recipients are not sent the message twice after a restart), then every
+        connection is cut. Queued jobs get transient outcomes. Fires when all are closed."""
         self._stopping = True
-        workers = list(self._workers)
+        workers = [w for w in self._workers if not w.called]
         self._close_idle()
+        for dest in list(self._destinations.values()):
+            while dest.jobs:
+                job, d = dest.jobs.popleft()
+                d.callback(_all(job, Outcome.transient("relay shutting down", "4.3.2")))
+        if not workers:
+            return defer.succeed(None)
+        timer = self.clock.callLater(self.settings.stop_grace, self._abort_all)
+
+        def done(result: Any) -> None:
+            if timer.active():
+                timer.cancel()
+
+        return defer.gatherResults(workers).addBoth(done)
+
+    def _abort_all(self) -> None:
         for session in list(self._sessions):
             session.protocol.abort()
-        return defer.gatherResults(workers).addCallback(lambda _: None)
 
     async def _worker(self, dest: _Destination) -> None:
         session: SMTPSession | None = None
@@ -144,6 +160,9 @@ class RemoteAgent:
                     except (RoutingError, SessionFailed, LoopDetected) as e:
                         self._fail_destination(dest, job, d, e)
                         continue
+                    if self._stopping:
+                        d.callback(_all(job, Outcome.transient("relay shutting down", "4.3.2")))
+                        break
                 outcomes: dict[str, Outcome] | None = None
                 try:
                     outcomes = await session.send(job.item, job.recipients, job.message)

@@ -275,6 +275,8 @@ class QueueRunner:
         item.next_attempt = min(now + delay, item.created + s.bounce_after)
         if item.next_attempt <= now:
             item.next_attempt = now + min(s.retry_initial, s.retry_max)
+        if not self.running:
+            item.next_attempt = now  # cut short by a shutdown: try again as soon as we start
         await self.spool.save(item)
 
     async def _notify(
