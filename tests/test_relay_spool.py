@@ -38,6 +38,11 @@ class SpoolTests(unittest.TestCase):
     def test_provides_ispool(self):
         self.assertTrue(verifyObject(ISpool, self.spool))
 
+    def test_spool_directory_is_private(self):
+        import stat
+
+        self.assertEqual(stat.S_IMODE(self.spool.directory.stat().st_mode), 0o700)
+
     def test_enqueue_writes_message_and_json_envelope(self):
         queue_id = self.enqueue(envelope("b@b.test"))
         self.assertEqual(self.spool.message_path(queue_id).read_bytes(), MESSAGE)

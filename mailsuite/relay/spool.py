@@ -167,8 +167,8 @@ class Spool:
         self._counter = 0
         self._node = secrets.token_hex(3)  # tells apart two processes sharing the directory
         self._listeners: list[Callable[[QueueItem], None]] = []
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir(exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # mail: owner only
+        self.tmp.mkdir(mode=0o700, exist_ok=True)
 
     # --- plumbing --------------------------------------------------------------------
 
