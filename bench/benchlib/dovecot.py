@@ -35,6 +35,9 @@ default_login_user = dovenull
 mail_uid = {uid}
 mail_gid = {gid}
 pop3_uidl_format = %08Xu%08Xv
+# room for 1,000+ idle IMAP sessions (one imap process each, all talking to log/anvil/stats)
+default_process_limit = 2500
+default_client_limit = 5000
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {passwd}
