@@ -177,3 +177,24 @@ class ServiceTests(unittest.TestCase):
         [line] = [f for e, f in self.maillog.lines if e == "relay"]
         self.assertEqual((line["queue_id"], line["rcpt"], line["result"]),
                          (queue_id, "x@far.test", "transient"))
+
+
+class SettingsCheckTests(unittest.TestCase):
+    def test_bad_smarthost_is_a_config_error(self):
+        from mailsuite.errors import ConfigError
+        from mailsuite.relay.service import check_settings
+
+        with self.assertRaises(ConfigError):
+            check_settings(RelaySettings(smarthost="host:notaport"))
+
+    def test_nameserver_must_be_an_address(self):
+        from mailsuite.errors import ConfigError
+        from mailsuite.relay.service import check_settings
+
+        with self.assertRaises(ConfigError):
+            check_settings(RelaySettings(nameservers=["ns.example:53"]))
+
+    def test_defaults_are_valid(self):
+        from mailsuite.relay.service import check_settings
+
+        check_settings(RelaySettings())

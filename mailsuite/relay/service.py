@@ -32,7 +32,7 @@ from twisted.protocols.basic import LineOnlyReceiver
 
 from mailsuite.relay.local import LocalAgent
 from mailsuite.relay.remote import RemoteAgent
-from mailsuite.relay.routing import Router, make_resolver
+from mailsuite.relay.routing import Router, make_resolver, parse_host_port
 from mailsuite.relay.runner import QueueRunner
 from mailsuite.relay.spool import Spool
 
@@ -172,12 +172,45 @@ class RelayService(MultiService):
         return defer.gatherResults(waits).addCallback(lambda _: None)
 
 
+def check_settings(settings: Any) -> None:
+    """Reject ``[relay]`` values that would only fail at delivery time (``ConfigError``)."""
+    import ipaddress
+
+    from mailsuite.errors import ConfigError
+
+    def host_port(key: str, text: str, default: int) -> tuple[str, int]:
+        try:
+            host, port = parse_host_port(text, default)
+        except ValueError:
+            raise ConfigError(f"[relay] {key}: {text!r} is not host:port") from None
+        if not host or not 0 < port < 65536:
+            raise ConfigError(f"[relay] {key}: {text!r} is not host:port")
+        return host, port
+
+    for server in settings.nameservers:
+        host, _ = host_port("nameservers", server, 53)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(f"[relay] nameservers: {server!r} must be an IP address") from None
+    if settings.smarthost:
+        host_port("smarthost", settings.smarthost, 587)
+        if settings.smarthost_cafile and not Path(settings.smarthost_cafile).is_file():
+            raise ConfigError(f"[relay] smarthost_cafile: {settings.smarthost_cafile} not found")
+    if not 0 < settings.port < 65536:
+        raise ConfigError(f"[relay] port: {settings.port} is not a TCP port")
+    for key in ("retry_initial", "retry_max", "max_per_destination", "max_connections"):
+        if getattr(settings, key) <= 0:
+            raise ConfigError(f"[relay] {key} must be positive")
+
+
 def make_relay(ctx: Any) -> tuple[Spool, RelayService]:
     """Build the spool and the relay service from the server context (see the module doc)."""
     from mailsuite.delivery import LocalDelivery
 
     config = ctx.config
     settings = config.relay
+    check_settings(settings)
     reactor = ctx.reactor
     spool = Spool(spool_directory(config.data_dir), reactor, reactor)
     spool.load()
