@@ -322,6 +322,16 @@ class RelayEndToEnd(unittest.TestCase):
         self.assertEqual(runner.spool.items, {})
 
     @defer.inlineCallbacks
+    def test_unreachable_primary_mx_falls_back_to_the_next(self):
+        self.zone.add_mx("twomx.test", [(10, "down.twomx.test"), (20, "mx.good.test")])
+        self.zone.add_a("down.twomx.test", "127.0.0.9")  # nothing listens there
+        good = self.serve("mx.good.test", Receiver())
+        runner = self.start_runner()
+        yield self.enqueue(runner, "bob@twomx.test")
+        yield good.wait(1)
+        self.assertEqual(good.messages[0][1], ["bob@twomx.test"])
+
+    @defer.inlineCallbacks
     def test_connection_is_reused_for_the_next_message(self):
         good = self.serve("mx.good.test", Receiver())
         runner = self.start_runner(self.settings(max_per_destination=1))
