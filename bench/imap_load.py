@@ -44,7 +44,7 @@ class Session:
         self.exists = 0
 
     @classmethod
-    async def open(cls, port: int, timeout: float) -> "Session":
+    async def open(cls, port: int, timeout: float) -> Session:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection("127.0.0.1", port, limit=1 << 22), timeout)
         session = cls(reader, writer, timeout)
@@ -271,7 +271,7 @@ async def idle_many(args) -> dict:
     stdin_closed = loop.run_in_executor(None, sys.stdin.read)
     try:
         await asyncio.wait_for(stdin_closed, args.hold)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     for session in sessions:
         session.close()

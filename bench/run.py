@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import dovecot, peers, postfix, procs, report  # noqa: E402
-from benchlib.results import Outcome, Workload  # noqa: E402
+from benchlib import dovecot, peers, postfix, procs, report
+from benchlib.results import Outcome, Workload
 
 WORKLOADS = ("smtp", "relay", "imap", "imap-big", "pop3", "store", "memory")
 
@@ -118,7 +118,7 @@ def machine() -> dict[str, str]:
                 mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
     except OSError:
         pass
-    fs = subprocess.run(["df", "-T", tempfile.gettempdir()], capture_output=True, text=True)
+    fs = subprocess.run(["df", "-T", tempfile.gettempdir()], capture_output=True, text=True, check=False)
     fstype = fs.stdout.splitlines()[-1].split()[1] if fs.returncode == 0 else "?"
     return {
         "CPUs": str(os.cpu_count()),
@@ -171,14 +171,14 @@ def write_markdown(path: Path, command: str, started: datetime.datetime, duratio
     lines += ["", "Versions:", ""]
     lines += [f"- {k}: {v}" for k, v in versions.items()]
     lines += ["",
-              "Every server runs on this same machine as the load generator, on 127.0.0.1, with "
+              ("Every server runs on this same machine as the load generator, on 127.0.0.1, with "
               "its own temporary data. *CPU s per unit* is the user+system CPU time of the "
               "server's whole process tree (from /proc) divided by the messages or commands done; "
               "*peak memory* is the largest sum of PSS over the server's processes, sampled every "
               "0.2 s. A ratio above 1 means mailsuite did more per second than that peer, except "
               "where a table says that it compares times or memory (there, below 1 is better "
               "for mailsuite). The machine is shared: the load average at the start is shown "
-              "above, and figures from a busy machine are lower for every server.",
+              "above, and figures from a busy machine are lower for every server."),
               ""]
     for wl in results:
         lines.append(report.markdown(wl))
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
     listening_before = procs.listening_ports()
     root = Path(tempfile.mkdtemp(prefix="mailsuite-bench-"))
     root.chmod(0o755)

@@ -50,7 +50,7 @@ def patch() -> None:
         directory = os.fsdecode(self.userDirectory(name))
         unique = os.fsdecode(maildir._generateMaildirName())
         tmp = os.path.join(directory, "tmp", unique)
-        fp = open(tmp, "wb")
+        fp = open(tmp, "wb")  # noqa: SIM115 - MaildirMessage closes it
         return maildir.MaildirMessage(b"%s@%s" % (name, domain), fp, tmp,
                                       os.path.join(directory, "new", unique))
 

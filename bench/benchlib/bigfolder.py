@@ -87,7 +87,7 @@ def measure(root_pids, port: int, count: int) -> Run:
         second = Client(port, 600)
         second.command(login)
         warm, _ = second.command("SELECT INBOX")
-        fetch, size = second.command("UID FETCH 1:* (FLAGS)")
+        fetch, _size = second.command("UID FETCH 1:* (FLAGS)")
         second.close()
         if second.exists != count or second.fetched != count:
             raise RuntimeError(f"SELECT said {second.exists} EXISTS and UID FETCH returned "

@@ -87,7 +87,7 @@ def missing(protocol: str) -> str | None:
 
 
 def version() -> str:
-    res = subprocess.run(["dovecot", "--version"], capture_output=True, text=True, timeout=20)
+    res = subprocess.run(["dovecot", "--version"], capture_output=True, text=True, timeout=20, check=False)
     return "Dovecot " + res.stdout.strip()
 
 

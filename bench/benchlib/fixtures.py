@@ -12,8 +12,7 @@ import random
 import shutil
 from pathlib import Path
 
-WORDS = ("mail server queue delivery message folder inbox report meeting budget invoice "
-         "project release schedule update review draft notes agenda summary backup").split()
+WORDS = ["mail", "server", "queue", "delivery", "message", "folder", "inbox", "report", "meeting", "budget", "invoice", "project", "release", "schedule", "update", "review", "draft", "notes", "agenda", "summary", "backup"]
 
 
 def make_message(index: int, size: int, rng: random.Random, domain: str = "bench.test") -> bytes:

@@ -205,7 +205,7 @@ def mailsuite_missing(parts: tuple[str, ...]) -> str | None:
 def mailsuite_version() -> str:
     try:
         rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10).stdout.strip()
+                             capture_output=True, text=True, timeout=10, check=False).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         rev = "?"
     return f"mailsuite {rev} (Python {sys.version.split()[0]})"
@@ -249,7 +249,7 @@ class Mailsuite(ProcessServer):
     def cli(self, *args: str, stdin: str | None = None, timeout: float = 60) -> str:
         argv = [sys.executable, "-m", "mailsuite.cli", "--config", str(self.config), *args]
         res = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout,
-                             cwd=str(REPO), env=python_env())
+                             cwd=str(REPO), env=python_env(), check=False)
         if res.returncode != 0:
             raise RuntimeError(f"mailsuite cli {' '.join(args)} failed: "
                                f"{(res.stdout + res.stderr).strip()[-800:]}")

@@ -65,7 +65,7 @@ def missing() -> str | None:
 
 def version() -> str:
     res = subprocess.run(["postconf", "-d", "-h", "mail_version"], capture_output=True, text=True,
-                         timeout=20)
+                         timeout=20, check=False)
     return "Postfix " + res.stdout.strip()
 
 
@@ -210,7 +210,7 @@ class PostfixInstance:
         pid = self.master_pid()
         if self._started:
             subprocess.run(["postfix", "-c", str(self.conf), "stop"], capture_output=True,
-                           timeout=60)
+                           timeout=60, check=False)
         if pid:
             procs.kill_pid_tree(pid)
         self._started = False

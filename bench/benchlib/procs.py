@@ -79,7 +79,7 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = Non
 def start_group(argv: Sequence[str], *, cwd: Path, log: Path, env: dict[str, str] | None = None,
                 stdin: int | None = subprocess.DEVNULL) -> subprocess.Popen:
     """Start ``argv`` in its own process group (session), output appended to ``log``."""
-    out = open(log, "ab")
+    out = open(log, "ab")  # noqa: SIM115 - closed below once the child has it
     try:
         return subprocess.Popen(list(argv), cwd=str(cwd), stdout=out, stderr=subprocess.STDOUT,
                                 stdin=stdin, env=env, start_new_session=True)
@@ -253,7 +253,7 @@ def listening_ports() -> set[int]:
 
 def run_checked(argv: Sequence[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
     """Run a short command; raise RuntimeError with its output if it fails."""
-    res = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, **kwargs)
+    res = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, **kwargs, check=False)
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({res.returncode}): "
                            f"{(res.stdout + res.stderr).strip()[-800:]}")

@@ -14,7 +14,7 @@ def brief(exc: BaseException, limit: int = 300) -> str:
     ``SomeError: ...`` line of it is what matters; whitespace is collapsed.
     """
     text = f"{type(exc).__name__}: {exc}"
-    errors = re.findall(r"^\s*([A-Za-z_.]+(?:Error|Exception|Exit)\b:.*)$", str(exc), re.M)
+    errors = re.findall(r"^\s*([A-Za-z_.]+(?:Error|Exception|Exit)\b:.*)$", str(exc), re.MULTILINE)
     if errors:
         head = str(exc).split(";", 1)[0]
         text = f"{type(exc).__name__}: {head}; {errors[-1].strip()}"

@@ -24,7 +24,7 @@ def run(ctx) -> Workload:
         wl.skipped = "bench/store_bench.py does not exist in this checkout yet"
         return wl
     helptext = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True,
-                              text=True, timeout=60, env=peers.python_env(), cwd=str(peers.REPO))
+                              text=True, timeout=60, env=peers.python_env(), cwd=str(peers.REPO), check=False)
     argv = [sys.executable, str(SCRIPT)]
     if ctx.quick and "--quick" in helptext.stdout:
         argv.append("--quick")
@@ -39,7 +39,7 @@ def run(ctx) -> Workload:
     limit = 240 if ctx.quick else 1200
     try:
         res = subprocess.run(argv, capture_output=True, text=True, timeout=limit,
-                             env=peers.python_env(), cwd=str(peers.REPO))
+                             env=peers.python_env(), cwd=str(peers.REPO), check=False)
     except subprocess.TimeoutExpired:
         wl.skipped = f"bench/store_bench.py did not finish within {limit} s"
         return wl
