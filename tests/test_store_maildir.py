@@ -343,6 +343,16 @@ class TwoStoresTests(MaildirTestCase):
         )
 
     @run
+    async def test_modseqs_from_two_processes_do_not_collide(self):
+        a = await self.account.deliver(MESSAGE)
+        b = await self.account.deliver(MESSAGE)
+        ours = self.open()
+        theirs = self.open(self.new_store().account(USER))
+        first = ours.store_flags([a.uid], ["\\Seen"], FlagMode.ADD).changed[0].modseq
+        second = theirs.store_flags([b.uid], ["\\Seen"], FlagMode.ADD).changed[0].modseq
+        self.assertGreater(second, first)
+
+    @run
     async def test_delivery_in_other_process_gets_next_uid(self):
         first = await self.account.deliver(MESSAGE)
         second = await self.new_store().account(USER).deliver(MESSAGE)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import gc
 import itertools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer, threads
@@ -42,7 +43,7 @@ from mailsuite.store.filenames import (
 from mailsuite.store.flags import apply_mode, normalize_flags
 from mailsuite.store.keywords import Keywords
 from mailsuite.store.modseq import ModseqLog
-from mailsuite.store.uidlist import UidList
+from mailsuite.store.uidlist import LOCK_TIMEOUT, UidList
 from mailsuite.store.writer import clean_tmp
 
 if TYPE_CHECKING:
@@ -167,6 +168,33 @@ class FolderState:
                 letters.add(ch)
         return "".join(sorted(letters))
 
+    @contextmanager
+    def _folder_lock(self) -> Iterator[None]:
+        """Hold the folder lock while handing out a modseq (unique across processes).
+
+        If the lock stays busy the change goes ahead without it: a flag change must not fail
+        because another process is slow; at worst two changes share a modseq number.
+        """
+        held = self.uidlist.locked(REFRESH_LOCK_TIMEOUT)
+        try:
+            held.__enter__()
+        except TemporaryStoreError:
+            self.log.warn(  # noqa: G010 -- twisted.logger.Logger has warn()
+                "folder lock busy in {dir}; modseq assigned without it", dir=self.dir
+            )
+            yield
+            return
+        try:
+            yield
+        finally:
+            held.__exit__(None, None, None)
+
+    def _stamp_added(self, uids: list[int]) -> None:
+        """Called under the folder lock: give newly assigned UIDs a fresh modseq."""
+        fresh = [uid for uid in uids if uid not in self.modseq.of]
+        if fresh:
+            self.modseq.stamp(self.uidvalidity, fresh)
+
     def _add_keywords(self, keywords: set[str]) -> None:
         with self.uidlist.locked(REFRESH_LOCK_TIMEOUT):
             self.keywords.add(keywords)
@@ -284,7 +312,9 @@ class FolderState:
         if unknown:
             unknown.sort()
             try:
-                uids = self.uidlist.assign(unknown, self._now(), REFRESH_LOCK_TIMEOUT)
+                uids = self.uidlist.assign(
+                    unknown, self._now(), REFRESH_LOCK_TIMEOUT, self._stamp_added
+                )
             except TemporaryStoreError:
                 uids = []
                 self._dirty = True
@@ -427,7 +457,9 @@ class FolderState:
             return []
         unknown.sort()
         try:
-            uids = self.uidlist.assign([b for b, _ in unknown], self._now(), REFRESH_LOCK_TIMEOUT)
+            uids = self.uidlist.assign(
+                [b for b, _ in unknown], self._now(), REFRESH_LOCK_TIMEOUT, self._stamp_added
+            )
         except TemporaryStoreError:
             self._dirty = True
             return []
@@ -488,38 +520,43 @@ class FolderState:
         for uid, filename, in_new in renamed:
             entries[uid] = (entries[uid][0], filename, in_new)
         changes: list[FolderChange] = []
-        new_modseq = self.modseq.next()
-        if gone:
+        if gone or flag_changes:
+            # Not under the folder lock: forget() takes the UID list's own mutex.
             self.uidlist.forget([_base_of(entries[uid][1]) for uid in gone])
-            for uid in gone:
-                del entries[uid]
-            self.cache.forget(gone)
-            self.modseq.forget(gone)
-            self.modseq.record([], new_modseq)
+            with self._folder_lock():
+                logged.update(self.modseq.load(self.uidvalidity))
+                new_modseq = self.modseq.next()
+                if gone:
+                    for uid in gone:
+                        del entries[uid]
+                    self.cache.forget(gone)
+                    self.modseq.forget(gone)
+                    self.modseq.record([], new_modseq)
+                fresh = []
+                for uid, filename, in_new in flag_changes:
+                    idx = filename.find(INFO_SEPARATOR)
+                    flags = self.flags_of(filename[idx + 3 :] if idx >= 0 else "")
+                    old = entries[uid][0]
+                    # Another mailsuite process may already have logged this change.
+                    modseq = logged.get(uid, 0)
+                    if modseq <= old.modseq:
+                        modseq = new_modseq
+                        fresh.append(uid)
+                    entries[uid] = (_with(old, flags=flags, modseq=modseq), filename, in_new)
+                if fresh:
+                    self.modseq.record(fresh, new_modseq)
             self._list = None
-            changes.append(self._publish(ChangeKind.EXPUNGED, gone, None))
-        if flag_changes:
-            uids = []
-            fresh = []
-            for uid, filename, in_new in flag_changes:
-                idx = filename.find(INFO_SEPARATOR)
-                flags = self.flags_of(filename[idx + 3 :] if idx >= 0 else "")
-                old = entries[uid][0]
-                # Another mailsuite process may already have logged this change.
-                modseq = logged.get(uid, 0)
-                if modseq <= old.modseq:
-                    modseq = new_modseq
-                    fresh.append(uid)
-                entries[uid] = (_with(old, flags=flags, modseq=modseq), filename, in_new)
-                uids.append(uid)
-            if fresh:
-                self.modseq.record(fresh, new_modseq)
-            self._list = None
-            changes.append(self._publish(ChangeKind.FLAGS, sorted(uids), None))
+            if gone:
+                changes.append(self._publish(ChangeKind.EXPUNGED, gone, None))
+            if flag_changes:
+                uids = sorted(uid for uid, _f, _n in flag_changes)
+                changes.append(self._publish(ChangeKind.FLAGS, uids, None))
         if unknown:
             unknown.sort()
             try:
-                uids = self.uidlist.assign(unknown, self._now(), REFRESH_LOCK_TIMEOUT)
+                uids = self.uidlist.assign(
+                    unknown, self._now(), REFRESH_LOCK_TIMEOUT, self._stamp_added
+                )
             except TemporaryStoreError:
                 uids = []
                 self._dirty = True
@@ -548,7 +585,6 @@ class FolderState:
         origin: object | None,
     ) -> FlagUpdate:
         given = normalize_flags(flags)
-        self.modseq.load(self.uidvalidity)
         failed: list[int] = []
         pending: list[tuple[int, frozenset[str], str, str]] = []
         entries = self.entries
@@ -572,23 +608,26 @@ class FolderState:
         changed: list[MessageInfo] = []
         lost = False
         if pending:
-            modseq = self.modseq.next()
-            cur = os.path.join(self.dir, "cur")
-            for uid, new, new_name, old_path in pending:
-                try:
-                    os.rename(old_path, os.path.join(cur, new_name))
-                except FileNotFoundError:
-                    lost = True  # changed or removed by another process: refresh decides
-                    continue
-                info = _with(
-                    entries[uid][0],
-                    flags=self.flags_of(new_name[new_name.find(INFO_SEPARATOR) + 3 :]),
-                    modseq=modseq,
-                )
-                entries[uid] = (info, new_name, False)
-                changed.append(info)
+            with self._folder_lock():
+                self.modseq.load(self.uidvalidity)
+                modseq = self.modseq.next()
+                cur = os.path.join(self.dir, "cur")
+                for uid, _new, new_name, old_path in pending:
+                    try:
+                        os.rename(old_path, os.path.join(cur, new_name))
+                    except FileNotFoundError:
+                        lost = True  # changed or removed by another process: refresh decides
+                        continue
+                    info = _with(
+                        entries[uid][0],
+                        flags=self.flags_of(new_name[new_name.find(INFO_SEPARATOR) + 3 :]),
+                        modseq=modseq,
+                    )
+                    entries[uid] = (info, new_name, False)
+                    changed.append(info)
+                if changed:
+                    self.modseq.record([i.uid for i in changed], modseq)
             if changed:
-                self.modseq.record([i.uid for i in changed], modseq)
                 self._list = None
                 self._publish(ChangeKind.FLAGS, [i.uid for i in changed], origin)
         if lost:
@@ -617,9 +656,9 @@ class FolderState:
         if gone:
             self.uidlist.forget(bases)
             self.cache.forget(gone)
-            self.modseq.load(self.uidvalidity)
             self.modseq.forget(gone)
-            self.modseq.record([], self.modseq.next())
+            with self._folder_lock():
+                self.modseq.stamp(self.uidvalidity, [])
             self._list = None
             self._publish(ChangeKind.EXPUNGED, gone, origin)
             self.account.usage_adjust(-size, -len(gone))
@@ -669,18 +708,19 @@ class FolderState:
         self._flushing = True
         bases = [item[0] for items, _ in batch for item in items]
         work = threads.deferToThreadPool(
-            self.store.reactor, self.store.threadpool, self.uidlist.assign, bases, self._now()
+            self.store.reactor,
+            self.store.threadpool,
+            self.uidlist.assign,
+            bases,
+            self._now(),
+            LOCK_TIMEOUT,
+            self._stamp_added,
         )
         work.addCallbacks(
             self._flushed, self._flush_failed, callbackArgs=(batch,), errbackArgs=(batch,)
         )
 
     def _flushed(self, uids: list[int], batch: list) -> None:
-        self.modseq.load(self.uidvalidity)
-        modseq = self.modseq.next()
-        fresh = [uid for uid in uids if uid not in self.modseq.of]
-        if fresh:
-            self.modseq.record(fresh, modseq)
         results: list[tuple[defer.Deferred, list[MessageInfo]]] = []
         added: list[int] = []
         position = 0

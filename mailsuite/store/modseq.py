@@ -113,27 +113,41 @@ class ModseqLog:
         self._offset = st.st_size
         self.records = len(self.of) + 1
 
+    def stamp(self, uidvalidity: int, uids: list[int]) -> int:
+        """Read what others logged, then give ``uids`` (or just the folder) a new modseq.
+
+        The caller holds the folder lock, so two processes never hand out the same number.
+        """
+        with self._mutex:
+            self._load_locked(uidvalidity)
+            modseq = self.highest + 1
+            self._record_locked(uids, modseq)
+            return modseq
+
     def record(self, uids: list[int], modseq: int) -> None:
         """Give ``uids`` (or just the folder, when empty) the new ``modseq`` and log it."""
         with self._mutex:
-            self.highest = max(self.highest, modseq)
-            for uid in uids:
-                self.of[uid] = modseq
-            lines = [f"{uid} {modseq}\n" for uid in uids] if uids else [f"0 {modseq}\n"]
-            data = "".join(lines).encode("ascii")
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-            except FileNotFoundError:
-                self._rewrite_locked()
-                return
-            try:
-                st = os.fstat(fd)
-                os.write(fd, data)
-            finally:
-                os.close(fd)
-            if st.st_ino == self._inode and st.st_size == self._offset:
-                self._offset += len(data)
-            self.records += len(lines)
+            self._record_locked(uids, modseq)
+
+    def _record_locked(self, uids: list[int], modseq: int) -> None:
+        self.highest = max(self.highest, modseq)
+        for uid in uids:
+            self.of[uid] = modseq
+        lines = [f"{uid} {modseq}\n" for uid in uids] if uids else [f"0 {modseq}\n"]
+        data = "".join(lines).encode("ascii")
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError:
+            self._rewrite_locked()
+            return
+        try:
+            st = os.fstat(fd)
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        if st.st_ino == self._inode and st.st_size == self._offset:
+            self._offset += len(data)
+        self.records += len(lines)
 
     def next(self) -> int:
         """A new modseq, above every one seen."""

@@ -24,7 +24,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from mailsuite.errors import TemporaryStoreError
@@ -213,8 +213,18 @@ class UidList:
             finally:
                 self._lock.release()
 
-    def assign(self, bases: Iterable[str], now: float, timeout: float = LOCK_TIMEOUT) -> list[int]:
-        """UIDs for these base names (in order), appending new ones under the lock."""
+    def assign(
+        self,
+        bases: Iterable[str],
+        now: float,
+        timeout: float = LOCK_TIMEOUT,
+        under_lock: Callable[[list[int]], object] | None = None,
+    ) -> list[int]:
+        """UIDs for these base names (in order), appending new ones under the lock.
+
+        ``under_lock(uids)`` is called before the lock is released (to log modseqs atomically
+        with the UIDs, across processes).
+        """
         bases = list(bases)
         with self._mutex:
             self._lock.acquire(timeout)
@@ -236,6 +246,8 @@ class UidList:
                     out.append(uid)
                 if lines:
                     self._append_locked("".join(lines))
+                if under_lock is not None:
+                    under_lock(out)
                 return out
             finally:
                 self._lock.release()
