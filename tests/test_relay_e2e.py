@@ -531,6 +531,27 @@ class RelayEndToEnd(unittest.TestCase):
                          ["bob@good.test", "x@elsewhere.example"])
 
     @defer.inlineCallbacks
+    def test_smarthost_with_implicit_tls(self):
+        from mailsuite.tls import ensure_certificate, load_options
+
+        cert, key = ensure_certificate(Path(self.mktemp()), "smarthost.test")
+        receiver = Receiver(auth=("relayuser", "s3cret"))
+        self.listening.append(reactor.listenSSL(self.port, receiver.factory(),
+                                                load_options(cert, key),
+                                                interface=ADDRESSES["smarthost.test"]))
+        settings = self.settings(
+            smarthost=f"smarthost.test:{self.port}", smarthost_implicit_tls=True,
+            smarthost_user="relayuser", smarthost_password="s3cret", smarthost_cafile=str(cert),
+        )
+        runner = self.start_runner(settings)
+        yield self.enqueue(runner, "bob@good.test")
+        yield receiver.wait(1)
+        yield runner.wait_idle()
+        self.assertEqual(receiver.logins, [("relayuser", "s3cret")])
+        [line] = [f for e, f in self.maillog.lines if e == "relay"]
+        self.assertTrue(line["tls"].startswith("TLSv1."), line["tls"])
+
+    @defer.inlineCallbacks
     def test_smarthost_with_untrusted_certificate_is_not_used(self):
         receiver, settings = self.smarthost(cafile_host="other.test")
         runner = self.start_runner(settings)

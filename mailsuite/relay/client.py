@@ -261,10 +261,20 @@ class SMTPSession:
         require_tls: bool,
         auth: tuple[str, str] | None,
         check_loop: bool,
+        implicit_tls: bool = False,
     ) -> None:
-        """Greeting, EHLO, STARTTLS and AUTH; raises ``SessionFailed`` or ``LoopDetected``."""
+        """Greeting, EHLO, STARTTLS and AUTH; raises ``SessionFailed`` or ``LoopDetected``.
+
+        With ``implicit_tls`` the connection is already under TLS (RFC 8314 3.3)."""
         s = self.settings
-        greeting = await self.protocol.expect(s.greeting_timeout)
+        try:
+            greeting = await self.protocol.expect(s.greeting_timeout)
+        except SessionFailed as e:
+            e.during_tls = implicit_tls
+            raise
+        if implicit_tls:
+            self.tls = self.protocol.tls_description() or "TLS"
+            tls_options = None  # no STARTTLS inside TLS
         if greeting.code != 220:
             raise SessionFailed(f"host {self.remote} refused to talk to me: {greeting}",
                                 greeting.status if greeting.code >= 400 else "4.4.2")
@@ -489,13 +499,21 @@ async def open_session(
     require_tls: bool,
     auth: tuple[str, str] | None,
     check_loop: bool,
+    implicit_tls: bool = False,
 ) -> SMTPSession:
     """Connect to one address and get through greeting, EHLO, STARTTLS and AUTH."""
-    from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
+    from twisted.internet.endpoints import (
+        TCP4ClientEndpoint,
+        TCP6ClientEndpoint,
+        connectProtocol,
+        wrapClientTLS,
+    )
 
     endpoint_type = TCP6ClientEndpoint if ":" in address else TCP4ClientEndpoint
     for options in (tls_options, None):
         endpoint = endpoint_type(reactor, address, port, timeout=settings.connect_timeout)
+        if implicit_tls:
+            endpoint = wrapClientTLS(tls_options, endpoint)
         protocol = SMTPClientProtocol(clock)
         try:
             await connectProtocol(endpoint, protocol)
@@ -505,7 +523,7 @@ async def open_session(
                               hostname=hostname)
         try:
             await session.start(tls_options=options, require_tls=require_tls, auth=auth,
-                                check_loop=check_loop)
+                                check_loop=check_loop, implicit_tls=implicit_tls)
         except SessionFailed as e:
             protocol.abort()
             if e.during_tls and not require_tls and options is not None:

@@ -245,6 +245,7 @@ class RemoteAgent:
                         hostname=self.hostname,
                         tls_options=tls_options,
                         require_tls=route.require_tls,
+                        implicit_tls=route.implicit_tls,
                         auth=route.auth,
                         check_loop=route.key != SMARTHOST_KEY,
                     )

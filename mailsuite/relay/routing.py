@@ -50,6 +50,7 @@ class Route:
     verify_name: str | None = None  # verify the certificate for this name (smarthost)
     auth: tuple[str, str] | None = None  # (user, password) for AUTH PLAIN
     cafile: str = ""  # trust anchors for verification ('' = the system's)
+    implicit_tls: bool = False  # TLS from the first byte (RFC 8314 3.3), no STARTTLS
 
 
 def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
@@ -146,6 +147,7 @@ class Router:
             verify_name=name,
             auth=auth,
             cafile=self.settings.smarthost_cafile,
+            implicit_tls=self.settings.smarthost_implicit_tls,
         )
 
     async def _mx_hosts(self, domain: str) -> list[Host]:

@@ -18,6 +18,7 @@ class RelaySettings:
     bounce_after: float = 5 * 86400.0  # give up and bounce after this long
     max_per_destination: int = 4  # concurrent connections to one destination
     max_connections: int = 50  # concurrent outbound connections in total
+    smarthost_implicit_tls: bool = False  # TLS from the first byte (port 465) instead of STARTTLS
     smarthost_cafile: str = ""  # PEM trust anchors for the smarthost certificate; "" = the system's
     own_addresses: list[str] = field(default_factory=list)  # our MX addresses: an MX there is a loop
     dns_timeouts: list[float] = field(default_factory=lambda: [1.0, 3.0, 11.0])  # per-try DNS timeouts
