@@ -511,7 +511,7 @@ async def open_session(
 
     endpoint_type = TCP6ClientEndpoint if ":" in address else TCP4ClientEndpoint
     for options in (tls_options, None):
-        endpoint = endpoint_type(reactor, address, port, timeout=settings.connect_timeout)
+        endpoint: Any = endpoint_type(reactor, address, port, timeout=settings.connect_timeout)
         if implicit_tls:
             endpoint = wrapClientTLS(tls_options, endpoint)
         protocol = SMTPClientProtocol(clock)
