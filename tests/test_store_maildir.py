@@ -512,6 +512,21 @@ class DiskFullTests(MaildirTestCase):
         self.assertEqual(self.open().read_message(info.uid), MESSAGE)
 
 
+class UidListFullTests(MaildirTestCase):
+    @run
+    async def test_failed_uid_assignment_leaves_no_message(self):
+        state = self.account.state(INBOX)
+
+        def full(*args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        state.uidlist.assign = full
+        with self.assertRaises(TemporaryStoreError):
+            await self.account.deliver(MESSAGE)
+        self.flushLoggedErrors(OSError)  # the store logs the failure for the operator
+        self.assertEqual((self.files("new"), self.files("tmp")), ([], []))
+
+
 class ConcurrencyTests(MaildirTestCase):
     @run
     async def test_parallel_deliveries_get_unique_ascending_uids(self):

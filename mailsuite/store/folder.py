@@ -763,6 +763,15 @@ class FolderState:
             if isinstance(failure.value, StoreError)
             else TemporaryStoreError(str(failure.value))
         )
+        # The files are complete but have no UID: remove them so that the sender's retry of a
+        # temporary failure does not leave a duplicate (unless a rescan already took them).
+        for items, _ in batch:
+            for base, filename, in_new, _size, _idate in items:
+                if base not in self.uidlist.uid_of:
+                    try:
+                        os.unlink(os.path.join(self.dir, "new" if in_new else "cur", filename))
+                    except OSError:
+                        pass
         for _, d in batch:
             d.errback(error)
         self._dirty = True
