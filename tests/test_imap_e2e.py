@@ -207,3 +207,29 @@ class EndToEnd(unittest.TestCase):
         bodies = yield threads.deferToThread(client)
         self.assertEqual(len(bodies), 10)
         self.assertTrue(all(body.encode() in b for b in bodies))
+
+    @defer.inlineCallbacks
+    def test_changes_by_another_process_seen_on_noop(self):  # type: ignore[no-untyped-def]
+        for n in range(1, 3):
+            yield self.server.deliver(ALICE, message(n))
+        inbox = self.server.data_dir / "example.test" / "alice"
+
+        def client() -> tuple:
+            imap = self.server.imap()
+            imap.select("INBOX")
+            files = sorted(p for sub in ("new", "cur") for p in (inbox / sub).iterdir())
+            first, second = files
+            # Another program (mutt on the same Maildir) flags one and deletes the other.
+            base = first.name.split(":2,")[0]
+            first.rename(inbox / "cur" / (base + ":2,F"))
+            second.unlink()
+            imap.noop()
+            expunged = list(imap.untagged_responses.pop("EXPUNGE", []))
+            fetched = list(imap.untagged_responses.pop("FETCH", []))
+            imap.logout()
+            return expunged, fetched
+
+        expunged, fetched = yield threads.deferToThread(client)
+        self.assertEqual(expunged, [b"2"])
+        self.assertEqual(len(fetched), 1)
+        self.assertIn(b"\\Flagged", fetched[0])

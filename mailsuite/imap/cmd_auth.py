@@ -54,7 +54,7 @@ async def noop(session: Session, r: Reader) -> Reply | None:
     """NOOP (and CHECK) let pending updates out: the protocol flushes them before the reply."""
     r.end()
     if session.selected is not None:
-        session.selected.dirty = True  # re-read the disk for changes made by other processes
+        session.selected.refresh_wanted = True  # re-read the disk: other processes' changes
     return None
 
 

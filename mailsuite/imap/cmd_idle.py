@@ -41,7 +41,7 @@ async def idle(session: Session, r: Reader) -> Reply | None:
 
 def _poll(session: Session) -> None:
     if session.selected is not None and session.idling:
-        session.selected.dirty = True
+        session.selected.refresh_wanted = True
         session.protocol.schedule_flush()
 
 

@@ -241,7 +241,7 @@ async def unselect(session: Session, r: Reader) -> Reply | None:
 async def check(session: Session, r: Reader) -> Reply | None:
     r.end()
     view = session.require_selected()
-    view.dirty = True
+    view.refresh_wanted = True
     return None
 
 
@@ -275,8 +275,6 @@ async def append(session: Session, r: Reader) -> Reply | None:
         if type(e) is StoreError:
             raise bad(f"Invalid flags: {e}") from None
         raise CommandFailed(from_store_error(e, name)) from None
-    if session.selected is not None:
-        session.selected.dirty = True
     return ok("Append completed.", f"APPENDUID {status.uidvalidity} {info.uid}")
 
 

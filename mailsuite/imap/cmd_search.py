@@ -170,15 +170,14 @@ class KeyParser:
             r.sp()
             needle = self.text()
             fieldname = HEADER_KEYS[name]
-            return Node(lambda c: search_text.header_matches(c.raw, fieldname, needle,
-                                                            c.summary), 1)
+            return Node(lambda c: search_text.header_matches(b"", fieldname, needle, c.summary), 1)
         if name == "HEADER":
             r.sp()
             fieldname = r.astring().decode("ascii", "replace")
             r.sp()
             needle = self.text()
             if fieldname.lower() in HEADER_KEYS.values():
-                return Node(lambda c: search_text.header_matches(c.raw, fieldname, needle,
+                return Node(lambda c: search_text.header_matches(b"", fieldname, needle,
                                                                 c.summary), 1)
             return Node(lambda c: search_text.header_matches(c.raw, fieldname, needle), 2)
         if name == "BODY":

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mailsuite.errors import MessageNotFound
@@ -26,6 +26,10 @@ from mailsuite.interfaces import ChangeKind, FolderChange, MessageInfo
 
 if TYPE_CHECKING:
     from mailsuite.imap.protocol import ImapProtocol
+
+
+def _uid_of(info: MessageInfo) -> int:
+    return info.uid
 
 
 class MailboxGone(Exception):
@@ -53,8 +57,10 @@ class SelectedView:
         self.uidvalidity = folder.uidvalidity
         self.max_uid = self.uids[-1] if self.uids else 0
         self.pending_flags: set[int] = set()
-        self.dirty = False
-        self.ghosts = False
+        self.dirty = False  # messages were added (or removed) since the last sync
+        self.expunged_elsewhere = False  # someone else removed messages: diff the lists
+        self.refresh_wanted = False  # re-read the disk before the next sync (NOOP, IDLE)
+        self.ghosts = False  # expunged messages not yet announced (RFC 3501 7.4.1)
         self._refreshing = False
         # RFC 3501 \Recent, approximated per session: messages newer than this UID.
         self.recent_from_uid = self.max_uid + 1
@@ -63,14 +69,18 @@ class SelectedView:
     # --- change events ---------------------------------------------------------------------
 
     def _on_change(self, change: FolderChange) -> None:
-        if change.kind is ChangeKind.FLAGS:
+        kind = change.kind
+        if kind is ChangeKind.FLAGS:
             if change.origin is self.session:
-                return
+                return  # our own STORE reports its results itself
             self.pending_flags.update(change.uids)
-        elif change.origin is self.session and change.kind is ChangeKind.EXPUNGED:
-            # Our own expunge: the command that made it reports it itself.
-            return
-        self.dirty = True
+        elif kind is ChangeKind.EXPUNGED:
+            if change.origin is self.session:
+                return  # our own EXPUNGE/MOVE reports its results itself
+            self.expunged_elsewhere = True
+            self.dirty = True
+        else:
+            self.dirty = True
         if not self._refreshing:
             self.session.changes_pending()
 
@@ -144,26 +154,28 @@ class SelectedView:
         """Untagged responses that bring the client up to date (as far as allowed)."""
         session = self.session
         out: list[bytes] = []
-        if self.dirty or (self.ghosts and allow_expunge):
+        if self.refresh_wanted:
+            # Changes made by other processes (in-process changes arrive as events).
+            self.refresh_wanted = False
             self._refreshing = True
             try:
                 self.folder.refresh()
             finally:
                 self._refreshing = False
-            self.dirty = False  # events raised by the refresh are covered by the diff below
-            if self.folder.uidvalidity != self.uidvalidity:
-                raise MailboxGone(b"Mailbox UIDVALIDITY changed, reconnect.")
-            current = [m.uid for m in self.folder.messages()]
-            gone = self._gone(current)
-            if gone:
-                if allow_expunge:
+        if self.folder.uidvalidity != self.uidvalidity:
+            raise MailboxGone(b"Mailbox UIDVALIDITY changed, reconnect.")
+        if self.dirty or (self.ghosts and allow_expunge):
+            self.dirty = False
+            messages = self.folder.messages()
+            if self.expunged_elsewhere or (self.ghosts and allow_expunge):
+                self.expunged_elsewhere = False
+                gone = self._gone(messages)
+                if gone and allow_expunge:
                     out.extend(self._announce_expunged(gone))
-                    self.ghosts = False
-                else:
-                    self.ghosts = True
-            new_start = bisect_right(current, self.max_uid)
-            if new_start < len(current):
-                self.uids.extend(current[new_start:])
+                self.ghosts = bool(gone) and not allow_expunge
+            new_start = bisect_right(messages, self.max_uid, key=_uid_of)
+            if new_start < len(messages):
+                self.uids.extend(m.uid for m in messages[new_start:])
                 self.max_uid = self.uids[-1]
                 out.append(b"* %d EXISTS\r\n" % len(self.uids))
         if self.pending_flags:
@@ -180,15 +192,15 @@ class SelectedView:
                 out.append(session.flags_fetch_line(index + 1, info))
         return out
 
-    def _gone(self, current: list[int]) -> list[int]:
-        """Indexes of known UIDs no longer in ``current`` (both ascending)."""
+    def _gone(self, messages: Sequence[MessageInfo]) -> list[int]:
+        """Indexes of known UIDs no longer among ``messages`` (both ascending by UID)."""
         gone = []
         j = 0
-        n = len(current)
+        n = len(messages)
         for i, uid in enumerate(self.uids):
-            while j < n and current[j] < uid:
+            while j < n and messages[j].uid < uid:
                 j += 1
-            if j >= n or current[j] != uid:
+            if j >= n or messages[j].uid != uid:
                 gone.append(i)
         return gone
 
