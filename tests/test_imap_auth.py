@@ -204,3 +204,20 @@ def test_login_with_non_synchronising_literals() -> None:
     out = c.send(b"a LOGIN {18+}\r\n" + ALICE.encode() + b" {13+}\r\n" + PASSWORD.encode()
                  + b"\r\n")
     assert out.startswith(b"a OK")
+
+
+def test_mail_log_records_logins_without_passwords() -> None:
+    lines: list[tuple[str, dict]] = []
+
+    class Log:
+        def log(self, event: str, **fields: object) -> None:
+            lines.append((event, fields))
+
+    ctx = make_ctx()
+    ctx.maillog = Log()
+    c = Client(ctx)
+    c.cmd(f'LOGIN {ALICE} "wrong"')
+    c.login()
+    assert [(e, f["result"], f["service"]) for e, f in lines] == [
+        ("auth", "failed", "imap"), ("auth", "ok", "imap")]
+    assert PASSWORD not in repr(lines) and "wrong" not in repr(lines)

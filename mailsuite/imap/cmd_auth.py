@@ -129,18 +129,20 @@ async def _fail(session: Session, user: bytes) -> Reply:
     throttle = session.ctx.throttle
     if throttle is not None:
         throttle.record_failure(session.peer_ip)
-    _log_auth(session, "auth_failed", user)
+    _log_auth(session, "failed", user)
     raise CommandFailed(AUTH_FAILED)
 
 
-def _log_auth(session: Session, event: str, user: bytes | str) -> None:
+def _log_auth(session: Session, result: str, user: bytes | str) -> None:
+    """One ``auth`` line in the operators' mail log, like SMTP and POP3 (never a password)."""
     maillog = session.ctx.maillog
     if maillog is None:
         return
     if isinstance(user, bytes):
         user = user.decode("utf-8", "replace")
     try:
-        maillog.log(event, service="imap", ip=session.peer_ip, user=user[:200])
+        maillog.log("auth", service="imap", client=session.peer_ip, user=user[:200],
+                    result=result)
     except Exception:
         session.protocol.log.failure("maillog failed")
 
@@ -155,7 +157,7 @@ async def authenticate_user(session: Session, user: bytes, password: bytes) -> R
         if delay > 0:
             await deferLater(ctx.reactor, delay)
         if throttle.is_blocked(ip):
-            _log_auth(session, "auth_blocked", user)
+            _log_auth(session, "blocked", user)
             raise CommandFailed(AUTH_FAILED)
     try:
         user.decode("utf-8")
@@ -177,7 +179,7 @@ async def authenticate_user(session: Session, user: bytes, password: bytes) -> R
     session.logout_avatar = avatar_logout
     session.state = State.AUTHENTICATED
     session.protocol.set_authenticated_timeout()
-    _log_auth(session, "login", session.user or "")
+    _log_auth(session, "ok", session.user or "")
     return ok("Logged in", "CAPABILITY " + _caps(session))
 
 
