@@ -446,6 +446,23 @@ class CacheTests(MaildirTestCase):
         self.assertEqual(self.open(self.new_store().account(USER)).summary(info.uid), expected)
 
 
+    @run
+    async def test_compaction_keeps_live_summaries_only(self):
+        folder = self.open()
+        infos = [await self.account.deliver(MESSAGE) for _ in range(3)]
+        expected = [folder.summary(i.uid) for i in infos]
+        folder.store_flags([infos[0].uid, infos[1].uid], ["\\Deleted"], FlagMode.ADD)
+        folder.expunge()
+        state = self.store.states[(USER, INBOX)]
+        state.cache.compact({infos[2].uid: infos[2].pop_id}, folder.uidvalidity)
+        records = (self.maildir / "mailsuite-cache").read_text().splitlines()[1:]
+        fresh = self.open(self.new_store().account(USER))
+        self.assertEqual(
+            ([r.split("\t")[0] for r in records], fresh.summary(infos[2].uid)),
+            ([str(infos[2].uid)], expected[2]),
+        )
+
+
 class TmpCleanupTests(MaildirTestCase):
     def test_old_tmp_files_are_removed_on_open(self):
         old = self.maildir / "tmp" / "old"

@@ -52,29 +52,28 @@ class SummaryCache:
         self._uidvalidity = uidvalidity
         self._memo = {}
         index: dict[int, tuple[str, int, int]] = {}
-        try:
-            with open(self.path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            data = b""
-        if not data.startswith(self._header()):
-            self._reset()
-            self._index = index
-            return index
-        pos = len(self._header())
-        end = len(data)
+        header = self._header()
         records = 0
-        while pos < end:
-            nl = data.find(b"\n", pos)
-            if nl < 0:
-                break
-            tab1 = data.find(b"\t", pos, nl)
-            tab2 = data.find(b"\t", tab1 + 1, nl) if tab1 > 0 else -1
-            if tab2 > 0 and data[pos:tab1].isdigit():
-                base = data[tab1 + 1 : tab2].decode("utf-8", "surrogateescape")
-                index[int(data[pos:tab1])] = (base, tab2 + 1, nl - tab2 - 1)
-                records += 1
-            pos = nl + 1
+        try:
+            # Streamed line by line: the file can be far larger than the index we keep.
+            with open(self.path, "rb") as f:
+                if f.readline() != header:
+                    raise ValueError("stale or foreign cache")
+                pos = len(header)
+                for line in f:
+                    length = len(line)
+                    if line.endswith(b"\n"):
+                        tab1 = line.find(b"\t")
+                        tab2 = line.find(b"\t", tab1 + 1) if tab1 > 0 else -1
+                        if tab2 > 0 and line[:tab1].isdigit():
+                            base = line[tab1 + 1 : tab2].decode("utf-8", "surrogateescape")
+                            index[int(line[:tab1])] = (base, pos + tab2 + 1, length - tab2 - 2)
+                            records += 1
+                    pos += length
+        except (OSError, ValueError):
+            self._reset()
+            index = {}
+            records = 0
         self._records = records
         self._index = index
         return index
@@ -159,20 +158,19 @@ class SummaryCache:
     def compact(self, live: dict[int, str], uidvalidity: int) -> None:
         """Rewrite keeping only entries of live messages."""
         index = self._load(uidvalidity)
+        tmp = f"{self.path}.{os.getpid()}.tmp"
         try:
-            with open(self.path, "rb") as f:
-                data = f.read()
+            with open(self.path, "rb") as source, open(tmp, "wb") as out:
+                out.write(self._header())
+                for uid, (base, offset, length) in sorted(index.items()):
+                    if live.get(uid) == base:
+                        source.seek(offset)
+                        out.write(f"{uid}\t{base}\t".encode("utf-8", "surrogateescape"))
+                        out.write(source.read(length) + b"\n")
+            os.replace(tmp, self.path)
         except OSError:
             return
-        out = [self._header()]
-        for uid, (base, offset, length) in sorted(index.items()):
-            if live.get(uid) == base:
-                out.append(f"{uid}\t{base}\t".encode("utf-8", "surrogateescape"))
-                out.append(data[offset : offset + length] + b"\n")
-        tmp = f"{self.path}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(b"".join(out))
-        os.replace(tmp, self.path)
+        self._close()
         self._index = None
         self._uidvalidity = 0
         self._load(uidvalidity)
