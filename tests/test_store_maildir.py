@@ -408,11 +408,21 @@ class CacheTests(MaildirTestCase):
         path = self.maildir / "mailsuite-cache"
         lines = path.read_text().splitlines()
         uid, base, _ = lines[1].split("\t", 2)
-        path.write_text(
-            "\n".join([lines[0], f"{uid}\t{base}\t" + json.dumps({"marker": 1})]) + "\n"
-        )
+        marker = dict(first, marker=1)
+        path.write_text("\n".join([lines[0], f"{uid}\t{base}\t" + json.dumps(marker)]) + "\n")
         again = self.open(self.new_store().account(USER)).summary(info.uid)
-        self.assertEqual((again, isinstance(first, dict)), ({"marker": 1}, True))
+        self.assertEqual(again, marker)
+
+    @run
+    async def test_summary_of_another_parser_version_is_recomputed(self):
+        info = await self.account.deliver(MESSAGE)
+        first = self.open().summary(info.uid)
+        path = self.maildir / "mailsuite-cache"
+        lines = path.read_text().splitlines()
+        uid, base, _ = lines[1].split("\t", 2)
+        old = dict(first, version=-1)
+        path.write_text("\n".join([lines[0], f"{uid}\t{base}\t" + json.dumps(old)]) + "\n")
+        self.assertEqual(self.open(self.new_store().account(USER)).summary(info.uid), first)
 
     @run
     async def test_corrupt_cache_is_rebuilt(self):
@@ -444,7 +454,6 @@ class CacheTests(MaildirTestCase):
             lines[0] + f"\n{info.uid}\tsome-other-file\t" + json.dumps({"stale": 1}) + "\n"
         )
         self.assertEqual(self.open(self.new_store().account(USER)).summary(info.uid), expected)
-
 
     @run
     async def test_compaction_keeps_live_summaries_only(self):

@@ -265,13 +265,21 @@ class FolderState(FolderRescan):
         )
 
     def summary(self, uid: int, raw_reader: Any) -> dict[str, Any]:
+        """The message's summary from the cache, computed and cached on first use.
+
+        A cached summary of another ``SUMMARY_VERSION`` (the parser changed) is recomputed.
+        """
+        from mailsuite import message  # written concurrently: import lazily
+
         entry = self.entry(uid)
         base = base_of(entry[1])
         cached = self.cache.get(uid, base, self.uidvalidity)
-        if cached is not None:
+        if cached is not None and cached.get("version") == getattr(
+            message, "SUMMARY_VERSION", None
+        ):
             return cached
         raw = raw_reader(uid)
-        from mailsuite.message import summarize  # written concurrently: import lazily
+        summarize = message.summarize
 
         try:
             value = summarize(raw)
