@@ -132,3 +132,9 @@ def test_uidvalidity_change_ends_the_session() -> None:
     account._folder("INBOX").uidvalidity += 1
     out = c.cmd("NOOP")
     assert b"* BYE" in out and c.transport.disconnecting
+
+
+def test_pre_auth_literals_are_small() -> None:
+    c = Client(make_ctx())
+    assert c.send(b"a LOGIN {9000}\r\n").startswith(b"a NO [TOOBIG]")
+    assert c.send(b"b LOGIN {100}\r\n") == b"+ Ready for literal data\r\n"

@@ -48,6 +48,7 @@ from mailsuite.imap.responses import (
 from mailsuite.imap.session import Session, State
 
 MAX_LITERALS_PER_COMMAND = 64
+PRE_AUTH_LITERAL = 8192  # largest literal before login (a user name or a password)
 MAX_QUEUED_COMMANDS = 64
 INFLATE_CHUNK = 64 * 1024
 WRITE_CHUNK = 256 * 1024
@@ -247,7 +248,9 @@ class ImapProtocol(Protocol, TimeoutMixin):
         first = self._parts[0] if self._parts else b""
         name = peek_command(first)
         assert self.session is not None
-        if name == "APPEND" and self.session.state in (State.AUTHENTICATED, State.SELECTED):
+        if self.session.state is State.NOT_AUTHENTICATED:
+            return min(self.settings.max_line_length, PRE_AUTH_LITERAL)  # names, passwords
+        if name == "APPEND":
             return self.settings.max_literal_size
         return self.settings.max_line_length
 
@@ -382,6 +385,9 @@ class ImapProtocol(Protocol, TimeoutMixin):
             return
         reply: Reply | None
         session.current_tag = tag
+        if name not in ("LOGIN", "AUTHENTICATE"):  # never trace credentials
+            self.log.debug("imap {client} {user} {tag} {command}", client=session.peer_ip,
+                           user=session.user, tag=tag, command=name)
         try:
             reply = await handler(session, reader)
         except ParseError as e:
