@@ -25,6 +25,18 @@ QUEUED = b"250 2.0.0 queued as 42\r\n"
 MESSAGE = b"Subject: x\r\n\r\n.leading dot\r\nbody\r\n"
 
 
+class FillingTransport(StringTransport):
+    """A string transport whose send buffer can be declared full (the peer stopped reading):
+    then every write pauses the registered producer, as a TCP transport does."""
+
+    full = False
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if self.full and self.producer is not None:
+            self.producer.pauseProducing()
+
+
 def item(*rcpts: str, **kw) -> QueueItem:
     return QueueItem(id="q1", sender="alice@a.test",
                      recipients=[RecipientState(r) for r in rcpts], created=0.0, next_attempt=0.0,
@@ -36,7 +48,7 @@ class ClientTests(unittest.TestCase):
         self.clock = task.Clock()
         self.settings = RelaySettings(greeting_timeout=30, command_timeout=30)
         self.protocol = SMTPClientProtocol(self.clock)
-        self.transport = StringTransport()
+        self.transport = FillingTransport()
         self.protocol.makeConnection(self.transport)
         self.session = SMTPSession(self.protocol, host_name="mx.b.test", address="127.0.0.2",
                                    settings=self.settings, hostname="mail.a.test")
@@ -222,6 +234,36 @@ class ClientTests(unittest.TestCase):
         d = self.send(item("bob@b.test"))
         self.protocol.connectionLost(Failure(ConnectionLost("gone")))
         self.assertEqual(self.successResultOf(d)["bob@b.test"].result, Result.TRANSIENT)
+
+
+    def test_body_stalled_longer_than_the_block_timeout_is_transient(self):
+        self.start(b"250-mx.b.test\r\n250 PIPELINING\r\n")
+        big = b"Subject: big\r\n\r\n" + b"x" * 100 + b"\r\n" * 2000 + b"y" * 200_000 + b"\r\n"
+        it = item("bob@b.test")
+        d = defer.Deferred.fromCoroutine(self.session.send(it, tuple(it.recipients), big))
+        self.protocol.dataReceived(OK_SENDER + OK_RCPT)
+        self.transport.full = True  # the peer stops reading
+        self.protocol.dataReceived(GO_AHEAD)
+        self.clock.advance(self.settings.data_block_timeout)
+        outcome = self.successResultOf(d)["bob@b.test"]
+        self.assertEqual(outcome.result, Result.TRANSIENT)
+        self.assertIn("stalled", outcome.reply)
+
+    def test_body_resumes_when_the_peer_reads_again(self):
+        self.start(b"250-mx.b.test\r\n250 PIPELINING\r\n")
+        big = b"Subject: big\r\n\r\n" + b"y" * 200_000 + b"\r\n"
+        it = item("bob@b.test")
+        d = defer.Deferred.fromCoroutine(self.session.send(it, tuple(it.recipients), big))
+        self.protocol.dataReceived(OK_SENDER + OK_RCPT)
+        self.transport.full = True
+        self.protocol.dataReceived(GO_AHEAD)
+        self.clock.advance(self.settings.data_block_timeout - 1)
+        self.assertFalse(self.transport.value().endswith(b"\r\n.\r\n"))
+        self.transport.full = False
+        self.transport.producer.resumeProducing()
+        self.assertTrue(self.transport.value().endswith(b"\r\n.\r\n"))
+        self.protocol.dataReceived(QUEUED)
+        self.assertEqual(self.successResultOf(d)["bob@b.test"].result, Result.DONE)
 
 
 class WireTests(unittest.TestCase):

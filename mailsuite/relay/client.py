@@ -16,9 +16,10 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet import error as net_error
-from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from mailsuite.relay.agent import Outcome, enhanced_status
 from mailsuite.relay.settings import RelaySettings
@@ -188,6 +189,83 @@ class SMTPClientProtocol(Protocol):
         if handle is None:
             return "TLS"
         return f"{handle.get_protocol_version_name()} {handle.get_cipher_name()}"
+
+
+@implementer(IPushProducer)
+class BodyWriter:
+    """Hands the DATA payload to the transport in blocks, as fast as the peer reads it.
+
+    RFC 5321 4.5.3.2.5: if a block cannot be sent for ``timeout`` seconds (the transport
+    stays paused because the peer stopped reading) the session fails. Writing in blocks also
+    keeps a large message from sitting twice in memory inside the transport's buffer.
+    """
+
+    BLOCK = 64 * 1024
+
+    def __init__(self, protocol: SMTPClientProtocol, data: bytes, timeout: float) -> None:
+        self.protocol = protocol
+        self.data = memoryview(data)
+        self.timeout = timeout
+        self.position = 0
+        self.paused = False
+        self.done: defer.Deferred[None] = defer.Deferred()
+        self.timer: Any = None
+        self.registered = False
+
+    def run(self) -> defer.Deferred[None]:
+        """Fires when every byte is handed to the transport; fails with ``SessionFailed``."""
+        transport = self.protocol.transport
+        if transport is None or self.protocol.closed:
+            return defer.fail(SessionFailed("lost connection before the message was sent"))
+        transport.registerProducer(self, True)
+        self.registered = True
+        self._arm()
+        self._write_more()
+        return self.done
+
+    def _arm(self) -> None:
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = self.protocol.clock.callLater(self.timeout, self._stalled)
+
+    def _finish(self, failure: SessionFailed | None) -> None:
+        if self.done.called:
+            return
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        transport = self.protocol.transport
+        if self.registered and transport is not None:
+            self.registered = False
+            transport.unregisterProducer()
+        if failure is None:
+            self.done.callback(None)
+        else:
+            self.done.errback(failure)
+
+    def _write_more(self) -> None:
+        while not self.paused and not self.done.called and self.position < len(self.data):
+            block = self.data[self.position : self.position + self.BLOCK]
+            self.position += len(block)
+            self.protocol.send(bytes(block))
+            self._arm()
+        if self.position >= len(self.data):
+            self._finish(None)
+
+    def _stalled(self) -> None:
+        self._finish(SessionFailed(f"message body stalled for {self.timeout:g}s", "4.4.2"))
+        self.protocol.abort()
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if not self.done.called:
+            self._arm()
+            self._write_more()
+
+    def stopProducing(self) -> None:
+        self._finish(SessionFailed("lost connection while sending the message"))
 
 
 def to_wire(message: bytes) -> bytes:
@@ -469,8 +547,8 @@ class SMTPSession:
         if not accepted:
             await self._finish_empty_data()
             return
-        self.protocol.send(wire)
-        final = await self.protocol.expect(s.data_block_timeout + s.data_end_timeout)
+        await BodyWriter(self.protocol, wire, s.data_block_timeout).run()
+        final = await self.protocol.expect(s.data_end_timeout)
         for r in accepted:
             outcomes[r.address] = self._outcome(final, "end of DATA")
         if final.code == 250:

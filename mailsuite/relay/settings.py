@@ -26,7 +26,7 @@ class RelaySettings:
     greeting_timeout: float = 300.0  # RFC 5321 4.5.3.2.1: initial 220
     command_timeout: float = 300.0  # EHLO, STARTTLS, AUTH, MAIL (4.5.3.2.2), RCPT (4.5.3.2.3), RSET
     data_init_timeout: float = 120.0  # RFC 5321 4.5.3.2.4: the 354 after DATA
-    data_block_timeout: float = 180.0  # RFC 5321 4.5.3.2.5; added to data_end_timeout for the body
+    data_block_timeout: float = 180.0  # RFC 5321 4.5.3.2.5: longest wait to send each body block
     data_end_timeout: float = 600.0  # RFC 5321 4.5.3.2.6: the reply after the final dot
     max_messages_per_connection: int = 100  # reuse one connection for up to this many messages
     connection_cache_time: float = 2.0  # keep an idle connection open this long for more mail
