@@ -553,6 +553,54 @@ class UidListFullTests(MaildirTestCase):
         self.assertEqual((self.files("new"), self.files("tmp")), ([], []))
 
 
+class PausingWriter(MessageWriter):
+    """Stops after the files of a copy/move are in place, until the test lets it go on."""
+
+    def __init__(self):
+        import threading
+
+        self.placed = threading.Event()
+        self.resume = threading.Event()
+
+    def transfer(self, *args, **kwargs):
+        super().transfer(*args, **kwargs)
+        self.placed.set()
+        self.resume.wait(30)
+
+
+class InFlightTests(MaildirTestCase):
+    @run
+    async def test_rescan_during_move_leaves_the_expunge_to_the_mover(self):
+        writer = PausingWriter()
+        account = self.new_store(writer=writer).account(USER)
+        info = await account.deliver(MESSAGE)
+        folder = self.open(account)
+        seen = []
+        folder.subscribe(seen.append)
+        token = object()
+        moving = folder.move([info.uid], "Trash", origin=token)
+        self.assertTrue(writer.placed.wait(30))
+        folder.refresh()  # the file is gone from INBOX already
+        writer.resume.set()
+        await moving
+        self.assertEqual([(c.kind, c.origin is token) for c in seen], [(ChangeKind.EXPUNGED, True)])
+
+    @run
+    async def test_rescan_during_copy_does_not_add_twice(self):
+        writer = PausingWriter()
+        account = self.new_store(writer=writer).account(USER)
+        info = await account.deliver(MESSAGE)
+        trash = self.open(account, "Trash")
+        seen = []
+        trash.subscribe(seen.append)
+        copying = self.open(account).copy([info.uid], "Trash")
+        self.assertTrue(writer.placed.wait(30))
+        trash.refresh()  # the copy is in Trash/new already, without a UID
+        writer.resume.set()
+        pairs = await copying
+        self.assertEqual([(c.kind, c.uids) for c in seen], [(ChangeKind.ADDED, (pairs[0][1],))])
+
+
 class ConcurrencyTests(MaildirTestCase):
     @run
     async def test_parallel_deliveries_get_unique_ascending_uids(self):

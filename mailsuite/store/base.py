@@ -70,6 +70,10 @@ class FolderBase:
         self.keywords = Keywords(folder_dir)
         self.cache = SummaryCache(folder_dir)
         self.views: int = 0
+        # Base names of files this process is adding (written, UID not yet assigned) or moving
+        # away: a rescan in between must not take them as someone else's change.
+        self.incoming: set[str] = set()
+        self.outgoing: set[str] = set()
         self.loaded = False
         self.deleted = False
         self.entries: dict[int, Entry] = {}

@@ -44,6 +44,7 @@ from mailsuite.interfaces import (
     QuotaUsage,
 )
 from mailsuite.store import layout
+from mailsuite.store.base import base_of
 from mailsuite.store.events import ChangeHub
 from mailsuite.store.filenames import INFO_SEPARATOR, NameMaker, size_from_base
 from mailsuite.store.flags import FlagInterner, normalize_flags
@@ -283,18 +284,22 @@ class MaildirAccount:
             subdir = "cur"
         else:
             filename, subdir = base, "new"
-        await threads.deferToThreadPool(
-            store.reactor,
-            store.threadpool,
-            store.writer.deliver,
-            state.dir,
-            chunks,
-            filename,
-            subdir,
-            store.settings.fsync,
-            internal_date,
-        )
-        infos = await state.commit([(base, filename, subdir == "new", size, idate)])
+        state.incoming.add(base)
+        try:
+            await threads.deferToThreadPool(
+                store.reactor,
+                store.threadpool,
+                store.writer.deliver,
+                state.dir,
+                chunks,
+                filename,
+                subdir,
+                store.settings.fsync,
+                internal_date,
+            )
+            infos = await state.commit([(base, filename, subdir == "new", size, idate)])
+        finally:
+            state.incoming.discard(base)
         return infos[0]
 
     def transfer(
@@ -344,18 +349,26 @@ class MaildirAccount:
         dirs = [os.path.join(target.dir, "new"), os.path.join(target.dir, "cur")]
         if move:
             dirs += [os.path.join(source.dir, "new"), os.path.join(source.dir, "cur")]
-        await threads.deferToThreadPool(
-            store.reactor,
-            store.threadpool,
-            store.writer.transfer,
-            moves,
-            not move,
-            store.settings.fsync,
-            dirs,
-        )
-        infos = await target.commit(items)
-        if move:
-            source.remove([uid for uid, _ in picked], origin, unlink=False)
+        new_bases = {item[0] for item in items}
+        old_bases = {base_of(entry[1]) for _, entry in picked} if move else set()
+        target.incoming |= new_bases
+        source.outgoing |= old_bases
+        try:
+            await threads.deferToThreadPool(
+                store.reactor,
+                store.threadpool,
+                store.writer.transfer,
+                moves,
+                not move,
+                store.settings.fsync,
+                dirs,
+            )
+            infos = await target.commit(items)
+            if move:
+                source.remove([uid for uid, _ in picked], origin, unlink=False)
+        finally:
+            target.incoming -= new_bases
+            source.outgoing -= old_bases
         return [(uid, info.uid) for (uid, _), info in zip(picked, infos)]
 
     # --- quota -------------------------------------------------------------------------

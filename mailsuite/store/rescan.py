@@ -83,10 +83,12 @@ class FolderRescan(FolderBase):
         uid_of = self.uidlist.uid_of
         known: list[tuple[int, str, bool]] = []
         unknown: list[str] = []
+        incoming = self.incoming
         for base, (filename, in_new) in listing.items():
             uid = uid_of.get(base)
             if uid is None:
-                unknown.append(base)
+                if base not in incoming:
+                    unknown.append(base)
             else:
                 known.append((uid, filename, in_new))
         if unknown:
@@ -198,7 +200,8 @@ class FolderRescan(FolderBase):
             uid = uid_of.get(base)
             entry = entries.get(uid) if uid is not None else None
             if entry is None:
-                unknown.append((base, filename))
+                if base not in self.incoming:
+                    unknown.append((base, filename))
             elif entry[1] == filename and entry[2]:
                 present += 1
             else:
@@ -253,7 +256,7 @@ class FolderRescan(FolderBase):
             uid = uid_of.get(base)
             entry = entries.get(uid) if uid is not None else None
             if entry is None:
-                if uid is not None and uid in seen:
+                if (uid is not None and uid in seen) or base in self.incoming:
                     continue
                 unknown.append(base)
                 continue
@@ -265,7 +268,12 @@ class FolderRescan(FolderBase):
                     flag_changes.append((uid, filename, in_new))
                 else:
                     renamed.append((uid, filename, in_new))
-        gone = [uid for uid in entries if uid not in seen]
+        outgoing = self.outgoing
+        gone = [
+            uid
+            for uid in entries
+            if uid not in seen and not (outgoing and base_of(entries[uid][1]) in outgoing)
+        ]
         if gone:
             # Confirm with a second look: a rename racing with readdir can hide a file once.
             again = self._scan()
