@@ -78,6 +78,7 @@ class Receiver:
         self.active = 0
         self.most_active = 0
         self.broken_tls = False  # answer STARTTLS with 220, then drop the connection
+        self.greeting_name = b"receiver.test"
         self.tls_sessions = 0
         self.logins: list[tuple[str, str]] = []
         self._waiters: list[tuple[int, defer.Deferred]] = []
@@ -122,7 +123,7 @@ class ReceiverProtocol(LineReceiver):
         self.r.active += 1
         self.r.most_active = max(self.r.most_active, self.r.active)
         if self.r.answer:
-            self.sendLine(b"220 receiver.test ESMTP")
+            self.sendLine(b"220 " + self.r.greeting_name + b" ESMTP")
 
     def connectionLost(self, reason: Any = None) -> None:
         self.r.active -= 1
@@ -455,6 +456,18 @@ class RelayEndToEnd(unittest.TestCase):
         self.assertEqual(len(cutoff.messages), 1)
         self.assertEqual(cutoff.sessions, 2)
         self.assertEqual(runner.spool.items, {})
+
+    @defer.inlineCallbacks
+    def test_mx_that_greets_with_our_own_name_is_a_loop_and_bounces(self):
+        receiver = Receiver()
+        receiver.greeting_name = b"mail.a.test"  # our hostname: the MX is ourselves
+        self.serve("mx.good.test", receiver)
+        runner = self.start_runner()
+        yield self.enqueue(runner, "bob@good.test")
+        yield self.local.wait()
+        status = self.local.parsed().get_payload()[1].get_payload()[1]
+        self.assertEqual(status["Status"], "5.4.6")
+        self.assertEqual(receiver.messages, [])
 
     @defer.inlineCallbacks
     def test_nxdomain_bounces(self):
