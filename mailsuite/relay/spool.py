@@ -32,7 +32,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from mailsuite.interfaces import ISpool, SpoolEnvelope
+from mailsuite.interfaces import ISpool, SpoolEnvelope, SpoolRecipient
 
 log = Logger()
 
@@ -311,9 +311,8 @@ class Spool:
         return defer.gatherResults(waits).addCallback(lambda _: None)
 
 
-def _recipient(address: str) -> Any:
-    from mailsuite.interfaces import SpoolRecipient
-
+def _recipient(address: str) -> SpoolRecipient:
+    # A DSN never asks for a DSN about itself (RFC 3461 6.2).
     return SpoolRecipient(address=address, notify=("NEVER",))
 
 
