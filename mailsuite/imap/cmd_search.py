@@ -296,9 +296,7 @@ async def _search(session: Session, r: Reader, uid_mode: bool) -> Reply | None:
         first = r.keyword() if r.peek() not in (0x28, None) and not r.looks_like_seqset() else ""
     if first == "CHARSET":
         r.sp()
-        charset = r.astring().decode("ascii", "replace").upper()
-        if charset not in CHARSETS:
-            raise no("Unsupported charset.", "BADCHARSET (UTF-8 US-ASCII)")
+        charset = read_charset(r)
         r.sp()
     else:
         r.pos = save
@@ -309,6 +307,24 @@ async def _search(session: Session, r: Reader, uid_mode: bool) -> Reply | None:
         session.condstore = True  # RFC 7162 3.1
     matches: list[int] = []
     highest = 0
+    for candidate in await matching(session, view, root):
+        info = candidate.info
+        matches.append(info.uid if uid_mode else candidate.index + 1)
+        highest = max(highest, info.modseq)
+    if return_opts is not None:
+        session.send(_esearch_line(session, matches, return_opts, uid_mode,
+                                   highest if parser.uses_modseq else 0))
+        return None
+    line = b"* SEARCH" + b"".join(b" %d" % n for n in matches)
+    if parser.uses_modseq and matches:
+        line += b" (MODSEQ %d)" % highest
+    session.send(line + b"\r\n")
+    return None
+
+
+async def matching(session: Session, view: SelectedView, root: Node) -> list[Candidate]:
+    """The messages of the view that pass ``root``, in sequence order (ghosts skipped)."""
+    out: list[Candidate] = []
     folder = view.folder
     messages = folder.messages()
     test = root.test
@@ -320,18 +336,18 @@ async def _search(session: Session, r: Reader, uid_mode: bool) -> Reply | None:
         info = view.info_at(index, messages)
         if info is None:
             continue
-        if test(Candidate(index, info, folder)):
-            matches.append(info.uid if uid_mode else index + 1)
-            highest = max(highest, info.modseq)
-    if return_opts is not None:
-        session.send(_esearch_line(session, matches, return_opts, uid_mode,
-                                   highest if parser.uses_modseq else 0))
-        return None
-    line = b"* SEARCH" + b"".join(b" %d" % n for n in matches)
-    if parser.uses_modseq and matches:
-        line += b" (MODSEQ %d)" % highest
-    session.send(line + b"\r\n")
-    return None
+        candidate = Candidate(index, info, folder)
+        if test(candidate):
+            out.append(candidate)
+    return out
+
+
+def read_charset(r: Reader) -> str:
+    """A CHARSET argument: UTF-8 or US-ASCII, else NO [BADCHARSET] (RFC 3501 6.4.4)."""
+    charset = r.astring().decode("ascii", "replace").upper()
+    if charset not in CHARSETS:
+        raise no("Unsupported charset.", "BADCHARSET (UTF-8 US-ASCII)")
+    return charset
 
 
 def _esearch_line(session: Session, matches: list[int], opts: list[str], uid_mode: bool,

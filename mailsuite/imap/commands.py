@@ -9,12 +9,20 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from mailsuite.imap import cmd_auth, cmd_fetch, cmd_idle, cmd_mailbox, cmd_message, cmd_search
+from mailsuite.imap import (
+    cmd_auth,
+    cmd_fetch,
+    cmd_idle,
+    cmd_mailbox,
+    cmd_message,
+    cmd_search,
+    cmd_sort,
+)
 from mailsuite.imap.session import Session, State
 
 Handler = Callable[[Session, Any], Awaitable[Any]]
 
-_FAMILIES = (cmd_auth, cmd_mailbox, cmd_message, cmd_fetch, cmd_search, cmd_idle)
+_FAMILIES = (cmd_auth, cmd_mailbox, cmd_message, cmd_fetch, cmd_search, cmd_sort, cmd_idle)
 
 _TABLES: dict[State, dict[str, Handler]] = {s: {} for s in State}
 for _family in _FAMILIES:
@@ -38,7 +46,7 @@ AUTHENTICATED_CAPABILITIES = (
     "IMAP4rev1", "SASL-IR", "ID", "ENABLE", "IDLE", "LITERAL+",
     "NAMESPACE", "UIDPLUS", "MOVE", "UNSELECT", "CHILDREN", "SPECIAL-USE",
     "LIST-EXTENDED", "LIST-STATUS", "CONDSTORE", "QRESYNC", "ESEARCH", "WITHIN",
-    "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", "STATUS=SIZE",
+    "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", "STATUS=SIZE", "SORT", "SORT=DISPLAY",
 )
 
 
