@@ -138,3 +138,10 @@ def test_pre_auth_literals_are_small() -> None:
     c = Client(make_ctx())
     assert c.send(b"a LOGIN {9000}\r\n").startswith(b"a NO [TOOBIG]")
     assert c.send(b"b LOGIN {100}\r\n") == b"+ Ready for literal data\r\n"
+
+
+def test_shutdown_says_bye() -> None:
+    c = logged_in()
+    c.factory.doStart()
+    c.factory.doStop()
+    assert c.take() == b"* BYE Server shutting down.\r\n" and c.transport.disconnecting

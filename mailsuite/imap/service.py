@@ -56,6 +56,12 @@ class ImapFactory(ServerFactory):
         self.per_ip[host] = self.per_ip.get(host, 0) + 1
         return protocol
 
+    def stopFactory(self) -> None:  # noqa: N802 (Twisted name)
+        """The listener is going away (server shutdown): say BYE to every client."""
+        for protocol in list(self.connections):
+            if not protocol.closed:
+                protocol.abort_session(b"Server shutting down.")
+
     def connection_closed(self, protocol: ImapProtocol) -> None:
         if protocol in self.connections:
             self.connections.discard(protocol)
