@@ -137,3 +137,27 @@ class RoundTrip(unittest.TestCase):
 
         rows = yield threads.deferToThread(a.cli, "queue", "list")
         self.assertIn("Mail queue is empty", rows.stdout)
+
+    @defer.inlineCallbacks
+    def test_unknown_remote_user_bounces_back_to_the_sender(self):
+        a = self.server("a", "127.0.0.2", "a.test")
+        b = self.server("b", "127.0.0.3", "b.test")
+        yield threads.deferToThread(a.start)
+        yield threads.deferToThread(b.start)
+        yield threads.deferToThread(a.add_user, ALICE, ALICE_PW)
+        message = (
+            f"From: {ALICE}\r\nTo: nobody@b.test\r\nSubject: anyone there?\r\n"
+            "Message-ID: <lost@a.test>\r\n\r\nhello?\r\n"
+        ).encode()
+        yield threads.deferToThread(submit, a, ALICE, ALICE_PW, "nobody@b.test", message)
+        got = yield threads.deferToThread(pop3_fetch_first, a, ALICE, ALICE_PW)
+        bounce = email.message_from_bytes(got, policy=email.policy.default)
+        self.assertEqual(bounce.get_content_type(), "multipart/report")
+        self.assertEqual(bounce["Return-Path"], "<>")
+        status = bounce.get_payload()[1].get_payload()[1]
+        self.assertEqual(status["Final-Recipient"], "rfc822; nobody@b.test")
+        self.assertEqual(status["Action"], "failed")
+        self.assertTrue(status["Status"].startswith("5."), status["Status"])
+        self.assertEqual(status["Remote-MTA"], "dns; mx.b.test")
+        returned = bounce.get_payload()[2].get_payload()[0]
+        self.assertEqual(returned["Message-ID"], "<lost@a.test>")
