@@ -3,6 +3,8 @@ pipelining, faults (garbage, stalls, closes mid-DATA), dot-stuffing."""
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import defer, task
 from twisted.internet.error import ConnectionLost
 from twisted.internet.testing import StringTransport
@@ -278,3 +280,28 @@ class WireTests(unittest.TestCase):
 
     def test_xtext(self):
         self.assertEqual(xtext("a+b=c d"), "a+2Bb+3Dc+20d")
+
+
+class WireProperties(unittest.TestCase):
+    @given(st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")),
+                    max_size=30))
+    def test_unstuffed_wire_gives_back_the_lines(self, lines):
+        message = b"".join(line + b"\r\n" for line in lines)
+        wire = to_wire(message)
+        self.assertTrue(wire.endswith(b".\r\n"))
+        received = wire[:-3].split(b"\r\n")[:-1] if wire[:-3] else []
+        self.assertTrue(all(not r.startswith(b".") or r.startswith(b"..") for r in received))
+        self.assertEqual([r[1:] if r.startswith(b".") else r for r in received], lines)
+
+    @settings(max_examples=200)
+    @given(st.binary(max_size=300))
+    def test_any_bytes_from_the_server_end_in_a_reply_or_a_session_failure(self, data):
+        clock = task.Clock()
+        protocol = SMTPClientProtocol(clock)
+        protocol.makeConnection(StringTransport())
+        results = []
+        d = protocol.expect(10)
+        d.addCallbacks(results.append, lambda f: results.append(f.trap(SessionFailed)))
+        protocol.dataReceived(data)
+        protocol.connectionLost(Failure(ConnectionLost("end")))
+        self.assertEqual(len(results), 1)
