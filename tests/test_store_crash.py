@@ -1,7 +1,7 @@
 """Crash safety and multi-process UID assignment, with real processes.
 
-- A child process delivers in a loop (the store's own writer and UID list) and is SIGKILLed at
-  random points; afterwards every file in new/ and cur/ is a complete message, the UID list is
+- A child process delivers in a loop through ``MaildirStore`` (four deliveries in flight, with
+  and without flags) and is SIGKILLed at random points; afterwards every file in new/ and cur/ is a complete message, the UID list is
   sane, and opening the folder gives every message a UID.
 - Two processes assign UIDs in the same folder at once: every UID is unique and ascending.
 """
@@ -22,7 +22,7 @@ from twisted.internet import reactor
 from twisted.trial import unittest
 
 from mailsuite.interfaces import INBOX
-from mailsuite.store.filenames import size_from_base
+from mailsuite.store.filenames import size_from_base, split_name
 from mailsuite.store.maildir import MaildirStore
 from mailsuite.store.settings import StoreSettings
 
@@ -32,20 +32,27 @@ TRAILER = b"\r\nEND-OF-MESSAGE\r\n"
 KILL_ROUNDS = 6
 
 DELIVER_LOOP = r"""
-import os, sys
-from mailsuite.store.filenames import NameMaker
-from mailsuite.store.uidlist import UidList
-from mailsuite.store.writer import MessageWriter
-folder, user_dir, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
-writer, names, uidlist = MessageWriter(), NameMaker(), UidList(folder, user_dir, fsync=False)
-for n in range(limit):
-    body = b"Subject: %d\r\n\r\n" % n + b"x" * (n * 997 % 200000) + b"\r\nEND-OF-MESSAGE\r\n"
-    base = names.make(1700000000 + n, len(body))
-    chunks = [body[i:i + 4096] for i in range(0, len(body), 4096)]
-    writer.deliver(folder, chunks, base, "new", False, None)
-    uidlist.assign([base], 1700000000.0)
-    if n == 0:
-        print("ready", flush=True)
+import sys
+from twisted.internet import defer, reactor
+from mailsuite.store.maildir import MaildirStore
+from mailsuite.store.settings import StoreSettings
+root, limit = sys.argv[1], int(sys.argv[2])
+account = MaildirStore(root, StoreSettings(fsync=False), None, reactor).account("crash@example.test")
+
+async def loop(start):
+    for n in range(start, limit, 4):
+        body = b"Subject: %d\r\n\r\n" % n + b"x" * (n * 997 % 200000) + b"\r\nEND-OF-MESSAGE\r\n"
+        chunks = [body[i:i + 4096] for i in range(0, len(body), 4096)]
+        await account.deliver(chunks, flags=["\\Seen"] if n % 3 == 0 else [])
+        if n == 0:
+            print("ready", flush=True)
+
+def main():
+    runs = [defer.Deferred.fromCoroutine(loop(k)) for k in range(4)]
+    defer.gatherResults(runs).addBoth(lambda _: reactor.stop())
+
+reactor.callWhenRunning(main)
+reactor.run()
 """
 
 ASSIGN_LOOP = r"""
@@ -84,7 +91,7 @@ class CrashTests(unittest.TestCase):
         cls.maildir = cls.root / "example.test" / "crash"
         rng = random.Random(1234)
         for _ in range(KILL_ROUNDS):
-            child = _child(DELIVER_LOOP, str(cls.maildir), str(cls.maildir), "100000")
+            child = _child(DELIVER_LOOP, str(cls.root), "100000")
             assert child.stdout is not None
             child.stdout.readline()  # "ready": the loop is running
             time.sleep(rng.uniform(0.0, 0.15))  # the random kill point is the purpose here
@@ -107,7 +114,7 @@ class CrashTests(unittest.TestCase):
         broken = []
         for path in self._files():
             data = path.read_bytes()
-            if not data.endswith(TRAILER) or size_from_base(path.name) != len(data):
+            if not data.endswith(TRAILER) or size_from_base(split_name(path.name)[0]) != len(data):
                 broken.append(path.name)
         self.assertEqual(broken, [])
 
