@@ -300,7 +300,7 @@ class FolderRescan(FolderBase):
                     flags = self.flags_of(filename[idx + 3 :] if idx >= 0 else "")
                     old = entries[uid][0]
                     # Another mailsuite process may already have logged this change.
-                    modseq = logged.get(uid, 0)
+                    modseq = max(logged.get(uid, 0), self.modseq.of.get(uid, 0))
                     if modseq <= old.modseq:
                         modseq = new_modseq
                         fresh.append(uid)
