@@ -208,3 +208,31 @@ def test_closed_sent_when_switching_mailbox() -> None:
     c = logged_in()
     c.select()
     assert b"* OK [CLOSED]" in c.select("Sent")
+
+
+def test_utf8_accept_names_in_utf8() -> None:
+    c = logged_in()
+    assert b"* ENABLED UTF8=ACCEPT" in c.ok("ENABLE UTF8=ACCEPT")
+    c.ok('CREATE "Entwürfe"')
+    assert '"Entwürfe"'.encode() in c.ok('LIST "" "Entw*"')
+    assert '* STATUS "Entwürfe" (MESSAGES 0)'.encode() in c.ok('STATUS "Entwürfe" (MESSAGES)')
+
+
+def test_utf8_name_seen_as_mutf7_by_other_clients() -> None:
+    c = logged_in()
+    c.ok("ENABLE UTF8=ACCEPT")
+    c.ok('CREATE "Entwürfe"')
+    other = logged_in(c.ctx)
+    assert b'"Entw&APw-rfe"' in other.ok('LIST "" "Entw*"')
+
+
+def test_utf8_append() -> None:
+    c = logged_in()
+    c.ok("ENABLE UTF8=ACCEPT")
+    out = c.send(b"a APPEND INBOX UTF8 (~{3+}\r\nabc)\r\n")
+    assert b"a OK [APPENDUID" in out
+
+
+def test_utf8_append_needs_enable() -> None:
+    c = logged_in()
+    assert b"a BAD" in c.send(b"a APPEND INBOX UTF8 (~{3+}\r\nabc)\r\n")

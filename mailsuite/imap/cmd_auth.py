@@ -201,7 +201,7 @@ async def id_(session: Session, r: Reader) -> Reply | None:
 
 
 async def enable(session: Session, r: Reader) -> Reply | None:
-    """RFC 5161 ENABLE: CONDSTORE and QRESYNC (which implies CONDSTORE, RFC 7162 3.2.3)."""
+    """RFC 5161 ENABLE: CONDSTORE, QRESYNC (implies CONDSTORE, RFC 7162 3.2.3), UTF8=ACCEPT."""
     names = []
     while r.maybe_sp():
         names.append(r.keyword())
@@ -212,6 +212,9 @@ async def enable(session: Session, r: Reader) -> Reply | None:
     for name in names:
         if name == "CONDSTORE" and not session.condstore:
             session.condstore = True
+            enabled.append(name)
+        elif name == "UTF8=ACCEPT" and not session.utf8:
+            session.utf8 = True
             enabled.append(name)
         elif name == "QRESYNC" and not session.qresync:
             session.qresync = True

@@ -79,7 +79,7 @@ async def _select(session: Session, r: Reader, readonly: bool) -> Reply | None:
                 break
             r.sp()
     r.end()
-    name = checked_name(raw)
+    name = checked_name(raw, utf8=session.utf8)
     had_selection = session.selected is not None
     session.unselect()
     if had_selection:  # RFC 7162 3.2.11
@@ -184,7 +184,7 @@ async def create(session: Session, r: Reader) -> Reply | None:
     if r.maybe_sp():  # RFC 6154 CREATE-SPECIAL-USE parameters are accepted and ignored
         r.items(lambda: r.keyword() if r.peek() != 0x28 else r.flag_list())
     r.end()
-    name = checked_name(raw, creating=True)
+    name = checked_name(raw, creating=True, utf8=session.utf8)
     if name.upper() == INBOX:
         raise no("Mailbox already exists.", Code.ALREADYEXISTS)
     _store_call(session.account.create_folder, name, mailbox=name)
@@ -193,7 +193,7 @@ async def create(session: Session, r: Reader) -> Reply | None:
 
 async def delete(session: Session, r: Reader) -> Reply | None:
     r.sp()
-    name = checked_name(r.astring())
+    name = checked_name(r.astring(), utf8=session.utf8)
     r.end()
     if name == INBOX:
         raise no("INBOX can't be deleted.", Code.CANNOT)
@@ -205,9 +205,9 @@ async def delete(session: Session, r: Reader) -> Reply | None:
 
 async def rename(session: Session, r: Reader) -> Reply | None:
     r.sp()
-    old = checked_name(r.astring())
+    old = checked_name(r.astring(), utf8=session.utf8)
     r.sp()
-    new = checked_name(r.astring(), creating=True)
+    new = checked_name(r.astring(), creating=True, utf8=session.utf8)
     r.end()
     if new == INBOX:
         raise no("Mailbox already exists.", Code.ALREADYEXISTS)
@@ -225,7 +225,7 @@ async def unsubscribe(session: Session, r: Reader) -> Reply | None:
 
 def _subscription(session: Session, r: Reader, subscribed: bool) -> Reply | None:
     r.sp()
-    name = checked_name(r.astring())
+    name = checked_name(r.astring(), utf8=session.utf8)
     r.end()
     _store_call(session.account.set_subscribed, name, subscribed, mailbox=name)
     return None
@@ -246,13 +246,13 @@ def _attributes(info: FolderInfo, subscribed: bool) -> str:
     return " ".join(attrs)
 
 
-def _list_line(kind: bytes, attrs: str, name: str) -> bytes:
-    return b"* " + kind + b" (" + attrs.encode() + b') "/" ' + wire.mailbox(name) + b"\r\n"
+def _list_line(kind: bytes, attrs: str, name: str, utf8: bool) -> bytes:
+    return b"* " + kind + b" (" + attrs.encode() + b') "/" ' + wire.mailbox(name, utf8) + b"\r\n"
 
 
-def _decode_pattern(raw: bytes) -> str:
+def _decode_pattern(raw: bytes, utf8: bool) -> str:
     try:
-        return wire.mailbox_from_wire(raw) if raw.upper() != b"INBOX" else INBOX
+        return wire.mailbox_from_wire(raw, utf8) if raw.upper() != b"INBOX" else INBOX
     except (ValueError, UnicodeError):
         raise no("Invalid mailbox pattern.", Code.CANNOT) from None
 
@@ -263,7 +263,7 @@ async def list_(session: Session, r: Reader) -> Reply | None:
     if r.peek() == 0x28:
         select_opts = r.items(r.keyword)
         r.sp()
-    reference = _decode_pattern(r.astring())
+    reference = _decode_pattern(r.astring(), session.utf8)
     r.sp()
     if r.peek() == 0x28:
         patterns = r.items(r.list_mailbox)
@@ -296,7 +296,7 @@ async def list_(session: Session, r: Reader) -> Reply | None:
         if opt not in ("SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"):
             raise bad(f"Unknown LIST return option {opt}.")
     ref_text = reference
-    decoded = [_decode_pattern(p) for p in patterns]
+    decoded = [_decode_pattern(p, session.utf8) for p in patterns]
     if len(decoded) == 1 and decoded[0] == "" and not select_opts:
         session.send(b'* LIST (\\Noselect) "/" ""\r\n')
         return None
@@ -312,29 +312,30 @@ async def list_(session: Session, r: Reader) -> Reply | None:
             continue
         if only_special and not info.special_use:
             continue
-        lines.append(_list_line(b"LIST", _attributes(info, show_subscribed), info.name))
+        lines.append(_list_line(b"LIST", _attributes(info, show_subscribed), info.name,
+                                session.utf8))
         if status_items and info.selectable:
             try:
                 status = session.account.folder_status(info.name)
             except MailsuiteError:
                 continue
             lines.append(_status_line(info.name, status, status_items,
-                                      session.settings.max_literal_size))
+                                      session.settings.max_literal_size, session.utf8))
     session.send_lines(lines)
     return None
 
 
 async def lsub(session: Session, r: Reader) -> Reply | None:
     r.sp()
-    reference = _decode_pattern(r.astring())
+    reference = _decode_pattern(r.astring(), session.utf8)
     r.sp()
-    pattern = effective_pattern(reference, _decode_pattern(r.list_mailbox()))
+    pattern = effective_pattern(reference, _decode_pattern(r.list_mailbox(), session.utf8))
     r.end()
     lines = []
     for info in _store_call(session.account.list_folders):
         if info.subscribed and matches(pattern, info.name):
             attrs = "" if info.selectable else "\\Noselect"
-            lines.append(_list_line(b"LSUB", attrs, info.name))
+            lines.append(_list_line(b"LSUB", attrs, info.name, session.utf8))
     session.send_lines(lines)
     return None
 
@@ -358,7 +359,8 @@ def _status_items(r: Reader) -> list[str]:
     return items
 
 
-def _status_line(name: str, status: Any, items: list[str], appendlimit: int = 0) -> bytes:
+def _status_line(name: str, status: Any, items: list[str], appendlimit: int = 0,
+                 utf8: bool = False) -> bytes:
     values = {
         "MESSAGES": status.messages, "RECENT": status.recent, "UIDNEXT": status.uidnext,
         "UIDVALIDITY": status.uidvalidity, "UNSEEN": status.unseen,
@@ -366,19 +368,20 @@ def _status_line(name: str, status: Any, items: list[str], appendlimit: int = 0)
         "APPENDLIMIT": appendlimit,
     }
     body = " ".join(f"{item} {values[item]}" for item in items)
-    return b"* STATUS " + wire.mailbox(name) + b" (" + body.encode() + b")\r\n"
+    return b"* STATUS " + wire.mailbox(name, utf8) + b" (" + body.encode() + b")\r\n"
 
 
 async def status(session: Session, r: Reader) -> Reply | None:
     r.sp()
-    name = checked_name(r.astring())
+    name = checked_name(r.astring(), utf8=session.utf8)
     r.sp()
     items = _status_items(r)
     r.end()
     result = _store_call(session.account.folder_status, name, mailbox=name)
     if "HIGHESTMODSEQ" in items:
         session.condstore = True  # RFC 7162 3.1: a CONDSTORE-enabling command
-    session.send(_status_line(name, result, items, session.settings.max_literal_size))
+    session.send(_status_line(name, result, items, session.settings.max_literal_size,
+                              session.utf8))
     return None
 
 
@@ -397,10 +400,11 @@ def _quota_line(session: Session) -> bytes:
 
 async def getquotaroot(session: Session, r: Reader) -> Reply | None:
     r.sp()
-    name = checked_name(r.astring())
+    name = checked_name(r.astring(), utf8=session.utf8)
     r.end()
     _store_call(session.account.folder_status, name, mailbox=name)
-    session.send(b"* QUOTAROOT " + wire.mailbox(name) + b' ""\r\n' + _quota_line(session))
+    session.send(b"* QUOTAROOT " + wire.mailbox(name, session.utf8) + b' ""\r\n'
+                 + _quota_line(session))
     return None
 
 

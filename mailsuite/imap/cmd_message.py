@@ -150,7 +150,7 @@ async def _copy_or_move(session: Session, r: Reader, uid_mode: bool, move: bool)
     r.sp()
     seqset = r.seqset()
     r.sp()
-    destination = checked_name(r.astring())
+    destination = checked_name(r.astring(), utf8=session.utf8)
     r.end()
     if move:
         _writable(view)
@@ -250,7 +250,7 @@ async def check(session: Session, r: Reader) -> Reply | None:
 
 async def append(session: Session, r: Reader) -> Reply | None:
     r.sp()
-    name = checked_name(r.astring())
+    name = checked_name(r.astring(), utf8=session.utf8)
     r.sp()
     flags: list[str] = []
     internal_date: float | None = None
@@ -260,7 +260,18 @@ async def append(session: Session, r: Reader) -> Reply | None:
     if r.peek() == 0x22:
         internal_date = r.date_time()
         r.sp()
-    message = r.literal()
+    if r.peek() in (0x55, 0x75):  # RFC 6855 section 4: APPEND ... UTF8 (~{n}...)
+        if r.keyword() != "UTF8":
+            raise ParseError("Expected a literal or UTF8")
+        if not session.utf8:
+            raise bad("UTF8 APPEND needs ENABLE UTF8=ACCEPT.")
+        r.sp()
+        r.open_list()
+        message = r.literal()
+        if not r.close_list():
+            raise ParseError("Expected )")
+    else:
+        message = r.literal()
     r.end()
     if not message:
         raise no("Can't save a zero byte message.")

@@ -78,7 +78,7 @@ class KeyParser:
     def __init__(self, r: Reader, view: SelectedView, charset: str) -> None:
         self.r = r
         self.view = view
-        self.charset = "utf-8" if charset == "UTF-8" else "ascii"
+        self.charset = "utf-8"  # US-ASCII is a subset; 8-bit text is read as UTF-8 (RFC 6855)
         self.count = 0
         self.uses_modseq = False
 

@@ -19,10 +19,10 @@ MAX_NAME_LENGTH = 512
 MAX_DEPTH = 32
 
 
-def checked_name(raw: bytes, creating: bool = False) -> str:
+def checked_name(raw: bytes, creating: bool = False, utf8: bool = False) -> str:
     """The Unicode folder name of a mailbox argument, or NO [CANNOT] if it is not acceptable."""
     try:
-        name = wire.mailbox_from_wire(raw)
+        name = wire.mailbox_from_wire(raw, utf8)
     except (ValueError, UnicodeError):
         raise no("Invalid mailbox name (bad modified UTF-7).", Code.CANNOT) from None
     if creating and name.endswith(HIERARCHY_DELIMITER):

@@ -243,6 +243,7 @@ class Session:
         self.selected: SelectedView | None = None
         self.condstore = False
         self.qresync = False
+        self.utf8 = False  # RFC 6855 UTF8=ACCEPT enabled
         self.compressed = False
         self.idling = False
         self.after_reply: Callable[[], None] | None = None

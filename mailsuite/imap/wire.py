@@ -14,10 +14,11 @@ from mailsuite.imap.parser import MONTHS
 _QUOTED_SAFE = frozenset(range(0x20, 0x7F))
 
 
-def quote(value: str | bytes) -> bytes:
-    """A string as a quoted string, or as a literal if it holds CR, LF, NUL or 8-bit bytes."""
+def quote(value: str | bytes, utf8: bool = False) -> bytes:
+    """A string as a quoted string, or as a literal if it holds CR, LF, NUL or 8-bit bytes
+    (8-bit UTF-8 stays quoted once the client enabled UTF8=ACCEPT, RFC 6855 section 3)."""
     data = value.encode("utf-8") if isinstance(value, str) else value
-    if len(data) < 1024 and all(c in _QUOTED_SAFE for c in data):
+    if len(data) < 1024 and all(c in _QUOTED_SAFE or (utf8 and c >= 0x80) for c in data):
         return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
     return b"{%d}\r\n" % len(data) + data
 
@@ -33,15 +34,15 @@ def mailbox_to_wire(name: str) -> str:
     return mutf7.encode(name)
 
 
-def mailbox_from_wire(raw: bytes) -> str:
-    """A mailbox argument (modified UTF-7) to Unicode; INBOX is case-insensitive (RFC 3501 5.1).
+def mailbox_from_wire(raw: bytes, utf8: bool = False) -> str:
+    """A mailbox argument to Unicode; INBOX is case-insensitive (RFC 3501 5.1).
 
-    Raises ValueError on bad UTF-7 or 8-bit bytes.
+    Modified UTF-7 normally; plain UTF-8 once the client enabled UTF8=ACCEPT (RFC 6855).
+    Raises ValueError on bad UTF-7 / UTF-8.
     """
     from mailsuite import mutf7
 
-    text = raw.decode("ascii")
-    name = mutf7.decode(text)
+    name = raw.decode("utf-8") if utf8 else mutf7.decode(raw.decode("ascii"))
     if name.upper() == "INBOX":
         return "INBOX"
     if name[:6].upper() == "INBOX/":
@@ -49,9 +50,9 @@ def mailbox_from_wire(raw: bytes) -> str:
     return name
 
 
-def mailbox(name: str) -> bytes:
-    """A folder name ready for the wire (quoted modified UTF-7)."""
-    return quote(mailbox_to_wire(name))
+def mailbox(name: str, utf8: bool = False) -> bytes:
+    """A folder name ready for the wire: quoted modified UTF-7, or UTF-8 (RFC 6855)."""
+    return quote(name, utf8=True) if utf8 else quote(mailbox_to_wire(name))
 
 
 def flag_list(flags: Iterable[str]) -> bytes:
