@@ -145,3 +145,11 @@ def test_shutdown_says_bye() -> None:
     c.factory.doStart()
     c.factory.doStop()
     assert c.take() == b"* BYE Server shutting down.\r\n" and c.transport.disconnecting
+
+
+def test_literals_of_one_command_are_bounded_together() -> None:
+    c = logged_in(ImapSettings(max_literal_size=1000))
+    assert c.send(b"a APPEND INBOX {600}\r\n") == b"+ Ready for literal data\r\n"
+    out = c.send(b"x" * 600 + b" {600}\r\n")
+    assert out == b"a NO [TOOBIG] Literal too large.\r\n"
+    c.ok("NOOP")

@@ -72,6 +72,7 @@ class ImapProtocol(Protocol, TimeoutMixin):
         self._parts: list[bytes] = []
         self._literal_remaining = 0
         self._literal_count = 0
+        self._literal_total = 0  # bytes of literals in the command so far (bounded as one)
         self._discarding: str | None = None  # tag of an over-long line being skipped
         self._commands: deque[bytes] = deque()
         self._busy = False
@@ -296,7 +297,9 @@ class ImapProtocol(Protocol, TimeoutMixin):
                 continue
             size, non_sync = literal
             self._literal_count += 1
-            if size > self._literal_limit() or self._literal_count > MAX_LITERALS_PER_COMMAND:
+            self._literal_total += size
+            if (self._literal_total > self._literal_limit()
+                    or self._literal_count > MAX_LITERALS_PER_COMMAND):
                 tag = peek_tag(self._parts[0]) or "*"
                 self._reset_command()
                 if non_sync:
@@ -320,6 +323,7 @@ class ImapProtocol(Protocol, TimeoutMixin):
     def _reset_command(self) -> None:
         self._parts = []
         self._literal_count = 0
+        self._literal_total = 0
         self._literal_remaining = 0
 
     def read_line(self) -> Deferred[bytes]:
