@@ -290,6 +290,23 @@ class OtherProgramTests(MaildirTestCase):
         self.assertGreater(folder.get(info.uid).modseq, before)
 
     @run
+    async def test_store_does_not_lose_a_flag_set_by_another_program(self):
+        info = await self.account.deliver(MESSAGE)
+        folder = self.open()
+        name = self.files("new")[0]
+        os.rename(self.maildir / "new" / name, self.maildir / "cur" / (name + ":2,F"))
+        folder.store_flags([info.uid], ["\\Seen"], FlagMode.ADD)
+        self.assertEqual(self.files("cur"), [name + ":2,FS"])
+
+    @run
+    async def test_expunge_finds_a_file_renamed_by_another_program(self):
+        info = await self.account.deliver(MESSAGE, flags=["\\Deleted"])
+        folder = self.open()
+        name = self.files("cur")[0]
+        os.rename(self.maildir / "cur" / name, self.maildir / "cur" / (name + "S"))
+        self.assertEqual((folder.expunge(), self.files("cur")), ([info.uid], []))
+
+    @run
     async def test_file_removed_by_other_program_is_expunged(self):
         info = await self.account.deliver(MESSAGE)
         folder = self.open()

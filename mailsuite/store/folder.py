@@ -51,7 +51,32 @@ class FolderState(FolderRescan):
         unchanged_since: int | None,
         origin: object | None,
     ) -> FlagUpdate:
+        """STORE: rename the files and publish one FLAGS change (one new modseq).
+
+        The index is first brought up to date, so a flag another program set meanwhile is
+        neither lost by ``+FLAGS`` nor missed by UNCHANGEDSINCE (RFC 7162 3.1.3). A file renamed
+        by someone else between that look and our rename is looked up again once.
+        """
         given = normalize_flags(flags)
+        self.refresh()
+        update = self._store_flags(uids, given, mode, unchanged_since, origin)
+        if update[1]:
+            self.refresh()
+            again = self._store_flags(update[1], given, mode, unchanged_since, origin)
+            return FlagUpdate(
+                update[0].changed + again[0].changed,
+                update[0].unchanged_since_failed + again[0].unchanged_since_failed,
+            )
+        return update[0]
+
+    def _store_flags(
+        self,
+        uids: Iterable[int],
+        given: frozenset[str],
+        mode: FlagMode,
+        unchanged_since: int | None,
+        origin: object | None,
+    ) -> tuple[FlagUpdate, list[int]]:
         failed: list[int] = []
         pending: list[tuple[int, frozenset[str], str, str]] = []
         entries = self.entries
@@ -73,7 +98,7 @@ class FolderState(FolderRescan):
             new_name = f"{base}{INFO_SEPARATOR}{self.letters_for(new, old_info)}"
             pending.append((uid, new, new_name, self.path_of(entry)))
         changed: list[MessageInfo] = []
-        lost = False
+        lost: list[int] = []
         if pending:
             with self._folder_lock():
                 self.modseq.load(self.uidvalidity)
@@ -83,7 +108,7 @@ class FolderState(FolderRescan):
                     try:
                         os.rename(old_path, os.path.join(cur, new_name))
                     except FileNotFoundError:
-                        lost = True  # changed or removed by another process: refresh decides
+                        lost.append(uid)  # renamed or removed by another program meanwhile
                         continue
                     info = with_flags(
                         entries[uid][0],
@@ -99,8 +124,7 @@ class FolderState(FolderRescan):
                 self._publish(ChangeKind.FLAGS, [i.uid for i in changed], origin)
         if lost:
             self._dirty = True
-            self.refresh()
-        return FlagUpdate(changed=changed, unchanged_since_failed=failed)
+        return FlagUpdate(changed=changed, unchanged_since_failed=failed), lost
 
     def remove(self, uids: Sequence[int], origin: object | None, unlink: bool) -> list[int]:
         """Drop messages from the index (unlinking their files when ``unlink``); publish."""
@@ -133,6 +157,9 @@ class FolderState(FolderRescan):
         return gone
 
     def expunge(self, uids: Iterable[int] | None, origin: object | None) -> list[int]:
+        """Unlink the messages flagged \\Deleted (only ``uids`` when given), after a fresh look
+        at the disk so that a file renamed by another program is found under its new name."""
+        self.refresh()
         wanted = None if uids is None else set(uids)
         doomed = [
             uid
