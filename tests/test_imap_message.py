@@ -184,3 +184,18 @@ def test_copy_over_quota_is_overquota() -> None:
     c.send(b"a APPEND INBOX {3+}\r\nabc\r\n")
     c.select()
     assert c.status(c.cmd("COPY 1 Archive")).startswith(b"NO [OVERQUOTA]")
+
+
+def test_multiappend() -> None:
+    c = Client(make_ctx())
+    c.login()
+    out = c.send(b"a APPEND Drafts (\\Draft) {3+}\r\none {3+}\r\ntwo\r\n")
+    assert b"a OK [APPENDUID " in out and b" 1:2]" in out
+    assert b"MESSAGES 2" in c.ok("STATUS Drafts (MESSAGES)")
+
+
+def test_multiappend_is_all_or_nothing() -> None:
+    c = quota_client(2)
+    out = c.send(b"a APPEND INBOX {3+}\r\none {3+}\r\ntwo {5+}\r\nthree\r\n")
+    assert b"a NO [OVERQUOTA]" in out
+    assert b"MESSAGES 0" in c.ok("STATUS INBOX (MESSAGES)")

@@ -248,10 +248,11 @@ async def check(session: Session, r: Reader) -> Reply | None:
 # --- APPEND ---------------------------------------------------------------------------------
 
 
-async def append(session: Session, r: Reader) -> Reply | None:
-    r.sp()
-    name = checked_name(r.astring(), utf8=session.utf8)
-    r.sp()
+MAX_MULTIAPPEND = 100
+
+
+def _append_message(session: Session, r: Reader) -> tuple[list[str], float | None, bytes]:
+    """append-message: [SP flag-list] [SP date-time] SP (literal / UTF8 (literal8))."""
     flags: list[str] = []
     internal_date: float | None = None
     if r.peek() == 0x28:
@@ -272,21 +273,51 @@ async def append(session: Session, r: Reader) -> Reply | None:
             raise ParseError("Expected )")
     else:
         message = r.literal()
-    r.end()
     if not message:
         raise no("Can't save a zero byte message.")
-    if len(message) > session.settings.max_literal_size:
-        raise no("Message too large.", Code.TOOBIG)
+    return flags, internal_date, message
+
+
+async def append(session: Session, r: Reader) -> Reply | None:
+    """APPEND, with MULTIAPPEND (RFC 3502): several messages, all or none."""
+    r.sp()
+    name = checked_name(r.astring(), utf8=session.utf8)
+    r.sp()
+    messages = [_append_message(session, r)]
+    while r.maybe_sp():
+        if len(messages) >= MAX_MULTIAPPEND:
+            raise bad("Too many messages in one APPEND.")
+        messages.append(_append_message(session, r))
+    r.end()
+    added: list[int] = []
     try:
-        info = await session.account.deliver(message, name, flags, internal_date)
+        for flags, internal_date, message in messages:
+            info = await session.account.deliver(message, name, flags, internal_date)
+            added.append(info.uid)
         status = session.account.folder_status(name)
     except FolderNotFound:
         raise no("Mailbox doesn't exist: " + name, Code.TRYCREATE) from None
     except StoreError as e:
+        _undo_append(session, name, added)
         if type(e) is StoreError:
             raise bad(f"Invalid flags: {e}") from None
         raise CommandFailed(from_store_error(e, name)) from None
-    return ok("Append completed.", f"APPENDUID {status.uidvalidity} {info.uid}")
+    return ok("Append completed.", f"APPENDUID {status.uidvalidity} {compact_set(added)}")
+
+
+def _undo_append(session: Session, name: str, uids: list[int]) -> None:
+    """RFC 3502: a failed MULTIAPPEND leaves the mailbox as it was."""
+    if not uids:
+        return
+    try:
+        folder = session.account.open_folder(name)
+        try:
+            folder.store_flags(uids, ["\\Deleted"], FlagMode.ADD)
+            folder.expunge(uids)
+        finally:
+            folder.close()
+    except MailsuiteError:
+        session.protocol.log.failure("could not undo a partial MULTIAPPEND")
 
 
 HANDLERS: dict[str, tuple[Any, tuple[State, ...]]] = {
