@@ -34,6 +34,7 @@ from mailsuite.store.filenames import (
 from mailsuite.store.flags import apply_mode, normalize_flags
 from mailsuite.store.rescan import FolderRescan
 from mailsuite.store.uidlist import LOCK_TIMEOUT
+from mailsuite.store.writer import fsync_dir
 
 
 class FolderState(FolderRescan):
@@ -201,18 +202,26 @@ class FolderState(FolderRescan):
             return
         self._flushing = True
         bases = [item[0] for items, _ in batch for item in items]
+        subdirs = {"new" if item[2] else "cur" for items, _ in batch for item in items}
         work = threads.deferToThreadPool(
             self.store.reactor,
             self.store.threadpool,
-            self.uidlist.assign,
+            self._commit_batch,
             bases,
+            subdirs,
             self._now(),
-            LOCK_TIMEOUT,
-            self._stamp_added,
         )
         work.addCallbacks(
             self._flushed, self._flush_failed, callbackArgs=(batch,), errbackArgs=(batch,)
         )
+
+    def _commit_batch(self, bases: list[str], subdirs: set[str], now: float) -> list[int]:
+        """In the thread pool: make the batch's renames durable (one fsync per directory for
+        the whole batch), then assign UIDs and modseqs under the folder lock."""
+        if self.store.settings.fsync:
+            for sub in sorted(subdirs):
+                fsync_dir(os.path.join(self.dir, sub))
+        return self.uidlist.assign(bases, now, LOCK_TIMEOUT, self._stamp_added)
 
     def _flushed(self, uids: list[int], batch: list) -> None:
         results: list[tuple[defer.Deferred, list[MessageInfo]]] = []

@@ -296,6 +296,7 @@ class MaildirAccount:
                 subdir,
                 store.settings.fsync,
                 internal_date,
+                False,  # new/ (or cur/) is fsynced once per batch by commit()
             )
             infos = await state.commit([(base, filename, subdir == "new", size, idate)])
         finally:
@@ -346,9 +347,8 @@ class MaildirAccount:
                 )
             )
             items.append((base, filename, subdir == "new", info.size, info.internal_date))
-        dirs = [os.path.join(target.dir, "new"), os.path.join(target.dir, "cur")]
-        if move:
-            dirs += [os.path.join(source.dir, "new"), os.path.join(source.dir, "cur")]
+        # The target's new/ and cur/ are fsynced by commit(); a move also changed the source.
+        dirs = [os.path.join(source.dir, "new"), os.path.join(source.dir, "cur")] if move else []
         new_bases = {item[0] for item in items}
         old_bases = {base_of(entry[1]) for _, entry in picked} if move else set()
         target.incoming |= new_bases

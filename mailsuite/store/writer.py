@@ -43,8 +43,13 @@ class MessageWriter:
         subdir: str,
         fsync: bool,
         mtime: float | None,
+        sync_dir: bool = True,
     ) -> None:
-        """Write ``chunks`` as ``folder_dir/subdir/filename``; raise TemporaryStoreError on failure."""
+        """Write ``chunks`` as ``folder_dir/subdir/filename``; raise TemporaryStoreError on failure.
+
+        With ``sync_dir`` False the caller fsyncs ``subdir`` itself before reporting the
+        message as delivered (the store does it once for a whole batch of deliveries).
+        """
         tmp = os.path.join(folder_dir, "tmp", filename)
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -67,7 +72,7 @@ class MessageWriter:
         except BaseException:
             _remove_quietly(tmp)
             raise
-        if fsync:
+        if fsync and sync_dir:
             try:
                 fsync_dir(os.path.join(folder_dir, subdir))
             except OSError as exc:
