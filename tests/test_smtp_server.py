@@ -79,3 +79,21 @@ def test_mail_log_records_the_submission(server: MailServer) -> None:
     log = Path(server.data_dir, ".mailsuite", "mail.log").read_text()
     assert "auth " in log and "accepted " in log
     assert PASSWORD not in log
+
+
+def test_smtp_settings_come_from_the_config_file(tmp_path: Path) -> None:
+    limited = MailServer(tmp_path, extra_toml="[smtp]\nmax_recipients = 2\n")
+    limited.start()
+    try:
+        limited.add_user(ALICE, PASSWORD)
+        with smtplib.SMTP("127.0.0.1", limited.ports["smtp"], timeout=30) as smtp:
+            smtp.ehlo("client.test")
+            smtp.mail("sender@remote.test")
+            codes = [smtp.rcpt(ALICE)[0] for _ in range(3)]
+            relay = smtp.rcpt("victim@foreign.test")
+        assert codes == [250, 250, 452]
+        assert relay[0] == 452  # the limit is checked before anything else
+        log = Path(limited.data_dir, ".mailsuite", "mail.log").read_text()
+        assert "connect " in log
+    finally:
+        limited.stop()
