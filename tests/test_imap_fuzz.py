@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -58,3 +60,28 @@ def test_random_bytes_never_serverbug(data: bytes) -> None:
     assert b"SERVERBUG" not in out
     if not c.transport.disconnecting:
         assert b"z OK" in c.send(b"\r\nz NOOP\r\n") or c.transport.disconnecting
+
+
+DIALOG = (b"a SELECT INBOX\r\nb FETCH 1:* (UID FLAGS)\r\nc APPEND INBOX {5}\r\nhello\r\n"
+          b"d APPEND INBOX {3+}\r\nabc\r\ne SEARCH SUBJECT {1+}\r\n1\r\nf STORE 1 +FLAGS (\\Seen)\r\n"
+          b"g " + b"x" * 100 + b"\r\nh NOOP\r\n")
+
+
+def _normalise(output: bytes) -> bytes:
+    """Continuations depend on the chunking; UIDVALIDITY on the second the store was made."""
+    output = output.replace(b"+ Ready for literal data\r\n", b"")
+    return re.sub(rb"(UIDVALIDITY|APPENDUID) \d+", rb"\1 n", output)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=len(DIALOG)), max_size=30))
+def test_any_chunking_gives_the_same_dialog(cuts: list[int]) -> None:
+    whole = session()
+    expected = _normalise(whole.send(DIALOG))
+    chunked = session()
+    out = b""
+    previous = 0
+    for cut in sorted(set(cuts)) + [len(DIALOG)]:
+        out += chunked.send(DIALOG[previous:cut])
+        previous = cut
+    assert _normalise(out) == expected
