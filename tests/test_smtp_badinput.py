@@ -361,6 +361,24 @@ class ShutdownTests(unittest.TestCase):
         self.assertTrue(has_reply(client.output(), replies.QUEUED))
 
 
+    def test_session_timeout_waits_for_a_pending_delivery(self) -> None:
+        from twisted.internet import defer
+
+        clock = task.Clock()
+        ctx = make_context(clock, SmtpSettings(idle_timeout=30.0, session_timeout=40.0))
+        pending: defer.Deferred[None] = defer.Deferred()
+        ctx.store.account(ALICE).deliver = lambda *a, **k: pending
+        client = connect(make_factory(ctx))
+        client.send(f"EHLO c.test\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<{ALICE}>\r\nDATA\r\n")
+        client.send(MESSAGE + ".\r\n")
+        clock.advance(41)
+        self.assertFalse(client.closed)
+        client.transport.clear()
+        pending.callback(None)
+        clock.advance(1)
+        self.assertRegex(client.output(), r"^250 2\.0\.0 Ok: queued as \w+\r\n421 4\.4\.2 ")
+        self.assertTrue(client.closed)
+
 class LookupFailureTests(BadInputBase):
     def test_failing_accounts_lookup_is_451_and_the_session_goes_on(self) -> None:
         def broken(address: str) -> None:
@@ -371,3 +389,4 @@ class LookupFailureTests(BadInputBase):
         self.assertTrue(has_reply(out, replies.TEMPORARY_FAILURE))
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
         self.assert_session_goes_on()
+

@@ -142,6 +142,11 @@ class SMTPServerProtocol(AuthCommands, MailCommands, Protocol):
             self._close_with(replies.SHUTTING_DOWN)
 
     def _session_timeout(self) -> None:
+        if self._busy:
+            # Let the pending reply (a 250 after fsync) go out first: a 421 now would make the
+            # client send the message again.
+            self._session_call = self.server.ctx.reactor.callLater(1.0, self._session_timeout)
+            return
         self._session_call = None
         self._close_with(replies.SESSION_TIMEOUT)
 
