@@ -89,6 +89,7 @@ class SMTPFactory(Factory):
     """Builds :class:`SMTPServerProtocol` for one role; holds what its connections share."""
 
     log = Logger()
+    noisy = False  # the mail log says what operators need; no start/stop lines
 
     def __init__(
         self,
