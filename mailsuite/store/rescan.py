@@ -35,27 +35,35 @@ class FolderRescan(FolderBase):
             return (-1, -1)
         return (new, cur)
 
-    def _scan(self) -> dict[str, tuple[str, bool]]:
-        """base -> (file name, in new/). new/ is listed before cur/ so a file moving from
-        new/ to cur/ during the scan is seen at least once."""
+    def _list_names(self) -> tuple[set[str], set[str]]:
+        """The file names in new/ and cur/ (new/ listed first, so a file moving from new/ to
+        cur/ meanwhile is seen at least once); records the directories' mtimes."""
         mtimes = self._dir_mtimes()
         now_ns = int(self._now() * 1e9)
-        listing: dict[str, tuple[str, bool]] = {}
-        for sub, in_new in (("new", True), ("cur", False)):
+        listed: list[set[str]] = []
+        for sub in ("new", "cur"):
             try:
-                names = os.listdir(os.path.join(self.dir, sub))
+                names = set(os.listdir(os.path.join(self.dir, sub)))
             except FileNotFoundError:
-                continue
-            for filename in names:
-                if filename[:1] == ".":
-                    continue
-                idx = filename.find(INFO_SEPARATOR)
-                listing[filename if idx < 0 else filename[:idx]] = (filename, in_new)
+                names = set()
+            hidden = [n for n in names if n[:1] == "."]
+            names.difference_update(hidden)
+            listed.append(names)
         self._mtimes = mtimes
         # A change in the same clock tick as our scan would not move the mtime: look again.
         self._recent_new = mtimes[0] > now_ns - 2_000_000_000
         self._recent_cur = mtimes[1] > now_ns - 2_000_000_000
         self._dirty = False
+        return listed[0], listed[1]
+
+    def _scan(self) -> dict[str, tuple[str, bool]]:
+        """base -> (file name, in new/) for every message file."""
+        new, cur = self._list_names()
+        listing: dict[str, tuple[str, bool]] = {}
+        for names, in_new in ((new, True), (cur, False)):
+            for filename in names:
+                idx = filename.find(INFO_SEPARATOR)
+                listing[filename if idx < 0 else filename[:idx]] = (filename, in_new)
         return listing
 
     def load(self) -> None:
@@ -176,8 +184,8 @@ class FolderRescan(FolderBase):
             changes = self._refresh_new(mtimes)
             if changes is not None:
                 return changes
-        listing = self._scan()
-        return self._apply_listing(listing, logged, keywords_changed)
+        listed_new, listed_cur = self._list_names()
+        return self._apply_listing(listed_new, listed_cur, logged, keywords_changed)
 
     def _refresh_new(self, mtimes: tuple[int, int]) -> list[FolderChange] | None:
         """Only new/ changed (the common case: deliveries): list just new/.
@@ -244,40 +252,64 @@ class FolderRescan(FolderBase):
         return changes
 
     def _apply_listing(
-        self, listing: dict[str, tuple[str, bool]], logged: dict[int, int], keywords_changed: bool
+        self,
+        listed_new: set[str],
+        listed_cur: set[str],
+        logged: dict[int, int],
+        keywords_changed: bool,
     ) -> list[FolderChange]:
+        """Diff the listed names against the index with set operations (in C), then look
+        only at the names that differ: renamed (flags), new (UIDs to assign) or gone."""
         uid_of = self.uidlist.uid_of
         entries = self.entries
-        seen: set[int] = set()
+        known_new = {e[1] for e in entries.values() if e[2]}
+        known_cur = {e[1] for e in entries.values() if not e[2]}
+        appeared = [(fn, True) for fn in listed_new - known_new]
+        appeared += [(fn, False) for fn in listed_cur - known_cur]
+        vanished = list(known_new - listed_new) + list(known_cur - listed_cur)
+        listing: dict[str, tuple[str, bool]] = {}
         unknown: list[str] = []
-        flag_changes: list[tuple[int, str, bool]] = []
-        renamed: list[tuple[int, str, bool]] = []
-        for base, (filename, in_new) in listing.items():
+        moved: dict[int, tuple[str, bool]] = {}
+        for filename, in_new in appeared:  # cur/ after new/: the later sighting wins
+            base = base_of(filename)
             uid = uid_of.get(base)
             entry = entries.get(uid) if uid is not None else None
             if entry is None:
-                if (uid is not None and uid in seen) or base in self.incoming:
+                if base in self.incoming:
                     continue
-                unknown.append(base)
+                if base not in listing:
+                    unknown.append(base)
+                listing[base] = (filename, in_new)
                 continue
             assert uid is not None
-            seen.add(uid)
-            if entry[1] != filename or entry[2] != in_new or keywords_changed:
-                idx = filename.find(INFO_SEPARATOR)
-                if self.flags_of(filename[idx + 3 :] if idx >= 0 else "") != entry[0].flags:
-                    flag_changes.append((uid, filename, in_new))
-                else:
-                    renamed.append((uid, filename, in_new))
+            moved[uid] = (filename, in_new)
+        flag_changes: list[tuple[int, str, bool]] = []
+        renamed: list[tuple[int, str, bool]] = []
+        candidates = (
+            moved.items()
+            if not keywords_changed
+            else ((uid, moved.get(uid, (e[1], e[2]))) for uid, e in entries.items())
+        )
+        for uid, (filename, in_new) in candidates:
+            idx = filename.find(INFO_SEPARATOR)
+            if self.flags_of(filename[idx + 3 :] if idx >= 0 else "") != entries[uid][0].flags:
+                flag_changes.append((uid, filename, in_new))
+            else:
+                renamed.append((uid, filename, in_new))
         outgoing = self.outgoing
-        gone = [
-            uid
-            for uid in entries
-            if uid not in seen and not (outgoing and base_of(entries[uid][1]) in outgoing)
-        ]
+        gone = []
+        for filename in vanished:
+            base = base_of(filename)
+            uid = uid_of.get(base)
+            if uid is None or uid in moved or uid not in entries or base in outgoing:
+                continue
+            if entries[uid][1] == filename:
+                gone.append(uid)
         if gone:
             # Confirm with a second look: a rename racing with readdir can hide a file once.
-            again = self._scan()
-            gone = [uid for uid in gone if base_of(entries[uid][1]) not in again]
+            again_new, again_cur = self._list_names()
+            present = {base_of(fn) for fn in again_new | again_cur}
+            gone = sorted(uid for uid in gone if base_of(entries[uid][1]) not in present)
             self._dirty = True  # files that appeared in the second look are taken next time
         for uid, filename, in_new in renamed:
             entries[uid] = (entries[uid][0], filename, in_new)
