@@ -434,6 +434,22 @@ class RelayEndToEnd(unittest.TestCase):
         self.assertEqual(silent.sessions, 1)
 
     @defer.inlineCallbacks
+    def test_unreachable_destination_is_suspended_until_flush(self):
+        silent = self.serve("mx.silent.test", Receiver(answer=False))
+        runner = self.start_runner(self.settings(greeting_timeout=0.3, retry_initial=3600,
+                                                 retry_max=3600))
+        yield self.enqueue(runner, "bob@silent.test")
+        yield runner.wait_idle()
+        second = yield self.enqueue(runner, "carol@silent.test", n=1)
+        yield runner.wait_idle()
+        self.assertEqual(silent.sessions, 1)  # no second wait for the same timeout
+        reply = runner.spool.items[second].recipients[0].reply
+        self.assertIn("delivery temporarily suspended", reply)
+        runner.flush()
+        yield runner.wait_idle()
+        self.assertEqual(silent.sessions, 2)
+
+    @defer.inlineCallbacks
     def test_some_recipients_accepted_others_rejected(self):
         picky = self.serve("mx.picky.test", Receiver(
             rcpt=lambda a: ACCEPT_RCPT if a.startswith("bob") else REJECT_RCPT))

@@ -87,6 +87,7 @@ class RemoteAgent:
         self._sessions: set[SMTPSession] = set()
         self._stopping = False
         self._workers: set[defer.Deferred[None]] = set()
+        self._suspended: dict[str, tuple[float, Outcome]] = {}  # unreachable until (time)
 
     def destination_key(self, job: DeliveryJob) -> str:
         if self.settings.smarthost:
@@ -96,6 +97,14 @@ class RemoteAgent:
     def deliver(self, job: DeliveryJob) -> defer.Deferred[dict[str, Outcome]]:
         """Queue the job behind others of its destination (see ``IDeliveryAgent``)."""
         key = self.destination_key(job)
+        suspended = self._suspended.get(key)
+        if suspended is not None:
+            until, outcome = suspended
+            if self.clock.seconds() < until:
+                # Like Postfix's dead destinations: do not wait for the same timeout again.
+                self._log(job, None, _all(job, outcome))
+                return defer.succeed(_all(job, outcome))
+            del self._suspended[key]
         dest = self._destinations.get(key)
         if dest is None:
             dest = self._destinations[key] = _Destination(key)
@@ -198,6 +207,10 @@ class RemoteAgent:
             if not dest.jobs and dest.workers == 0:
                 self._destinations.pop(dest.key, None)
 
+    def forget_failures(self) -> None:
+        """Try every destination again at once (``queue flush``)."""
+        self._suspended.clear()
+
     def _close_idle(self) -> None:
         """Tell every worker waiting with an idle connection to close it."""
         for dest in list(self._destinations.values()):
@@ -275,9 +288,14 @@ class RemoteAgent:
         else:
             outcome = Outcome.transient(e.text, e.status)  # type: ignore[attr-defined]
         failed = [(job, d)]
-        if not (isinstance(e, RoutingError) and e.permanent):
+        if not (isinstance(e, RoutingError) and e.permanent) and not isinstance(e, LoopDetected):
             failed += list(dest.jobs)  # the same destination is unreachable for all of them
             dest.jobs.clear()
+            if self.settings.suspend_after_failure > 0:
+                until = self.clock.seconds() + self.settings.suspend_after_failure
+                held = Outcome.transient(f"delivery temporarily suspended: {outcome.reply}",
+                                         outcome.status)
+                self._suspended[dest.key] = (until, held)
         for j, jd in failed:
             self._log(j, None, _all(j, outcome))
             jd.callback(_all(j, outcome))

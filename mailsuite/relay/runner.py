@@ -318,6 +318,8 @@ class QueueRunner:
         """Try now: every item not on hold, or only ``queue_id``. Returns how many were woken."""
         now = self.clock.seconds()
         count = 0
+        if hasattr(self.remote_agent, "forget_failures"):
+            self.remote_agent.forget_failures()
         items = [self.spool.items.get(queue_id)] if queue_id else list(self.spool.items.values())
         for item in items:
             if item is None or item.held:

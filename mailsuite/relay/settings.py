@@ -31,4 +31,5 @@ class RelaySettings:
     max_messages_per_connection: int = 100  # reuse one connection for up to this many messages
     connection_cache_time: float = 2.0  # keep an idle connection open this long for more mail
     max_recipients_per_transaction: int = 50  # more recipients of one domain: more transactions
+    suspend_after_failure: float = 60.0  # an unreachable destination is not tried for this long
     stop_grace: float = 10.0  # at shutdown, transactions in flight get this long to finish
