@@ -109,6 +109,27 @@ class RunnerTests(unittest.TestCase):
         self.assertNotIn(queue_id, self.spool.items)
         self.assertFalse(self.spool.envelope_path(queue_id).exists())
 
+    def test_bytes_in_flight_are_bounded(self):
+        from mailsuite.relay import runner as runner_module
+
+        self.patch(runner_module, "MAX_IN_FLIGHT_BYTES", len(MESSAGE) + 1)
+        pending: list[defer.Deferred] = []
+
+        class HoldingAgent:
+            def deliver(self, job):
+                d = defer.Deferred()
+                pending.append((d, job))
+                return d
+
+        self.remote = HoldingAgent()
+        self.runner = self.make_runner()
+        for n in range(3):
+            self.enqueue(f"u{n}@b.test")
+        self.assertEqual(len(pending), 2)  # the second one crosses the limit, the third waits
+        d, job = pending.pop(0)
+        d.callback({r.address: OK for r in job.recipients})
+        self.assertEqual(len(pending), 2)
+
     def test_local_domains_go_to_the_local_agent(self):
         self.enqueue("carol@a.test")
         self.assertEqual([a for _, _, a in self.local.calls], ["carol@a.test"])

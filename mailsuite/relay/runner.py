@@ -29,6 +29,7 @@ from mailsuite.relay.spool import DELIVERED, FAILED, PENDING, QueueItem, Recipie
 log = Logger()
 
 MAX_IN_FLIGHT = 2000  # messages being attempted at once (each holds its bytes in memory)
+MAX_IN_FLIGHT_BYTES = 256 * 1024 * 1024  # and their total size (one big message may exceed it)
 
 
 class QueueRunner:
@@ -62,6 +63,8 @@ class QueueRunner:
         self._idle: list[defer.Deferred[None]] = []
         self._pumping = False
         self._finished: set[str] = set()
+        self._in_flight_bytes = 0
+        self._sizes: dict[str, int] = {}
         self._heap: list[tuple[float, str]] = []  # (next attempt, queue id), may hold stale entries
         spool.on_enqueue(self._enqueued)
 
@@ -143,12 +146,16 @@ class QueueRunner:
         self._pumping = True
         try:
             while self.running and self._ready and len(self._in_flight) < MAX_IN_FLIGHT:
+                if self._in_flight and self._in_flight_bytes >= MAX_IN_FLIGHT_BYTES:
+                    break
                 queue_id = self._ready.popleft()
                 self._queued.discard(queue_id)
                 item = self.spool.items.get(queue_id)
                 if item is None or item.held or queue_id in self._in_flight:
                     continue
                 self._in_flight[queue_id] = defer.Deferred()
+                self._in_flight_bytes += item.size
+                self._sizes[queue_id] = item.size
                 attempt = defer.Deferred.fromCoroutine(self._attempt(item))
                 attempt.addBoth(self._attempt_ended, queue_id)
         finally:
@@ -157,6 +164,7 @@ class QueueRunner:
 
     def _attempt_ended(self, result: Any, queue_id: str) -> None:
         ended = self._in_flight.pop(queue_id, None)
+        self._in_flight_bytes -= self._sizes.pop(queue_id, 0)
         item = self.spool.items.get(queue_id)
         if hasattr(result, "getErrorMessage"):
             log.failure("queue attempt of {id} failed", result, id=queue_id)
