@@ -128,7 +128,7 @@ def machine() -> dict[str, str]:
         "OS": platform.freedesktop_os_release().get("PRETTY_NAME", "?")
         if hasattr(platform, "freedesktop_os_release") else "?",
         "temporary data on": f"{tempfile.gettempdir()} ({fstype})",
-        "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "load average at the start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
 
 
@@ -177,8 +177,9 @@ def write_markdown(path: Path, command: str, started: datetime.datetime, duratio
               "*peak memory* is the largest sum of PSS over the server's processes, sampled every "
               "0.2 s. A ratio above 1 means mailsuite did more per second than that peer, except "
               "where a table says that it compares times or memory (there, below 1 is better "
-              "for mailsuite). The machine is shared: the load average at the start is shown "
-              "above, and figures from a busy machine are lower for every server."),
+              "for mailsuite). The machine is shared: the load averages at the start and end are "
+              "shown above (the runner's own load generators count too), and figures from a "
+              "busy machine are lower for every server."),
               ""]
     for wl in results:
         lines.append(report.markdown(wl))
@@ -242,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     duration = time.monotonic() - ctx.started
+    info["load average at the end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     leftover = (procs.listening_ports() - listening_before) & procs.HANDED_OUT
     if leftover:
         ctx.say(f"WARNING: ports of this run still listening: {sorted(leftover)}")
