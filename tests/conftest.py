@@ -8,14 +8,37 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from twisted.trial import unittest as trial_unittest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import MailServer
+
+
+# One scratch directory per test process, removed when the process ends: trial runs a test's
+# cleanups *before* its tearDown, so a per-test cleanup would pull the directory from under
+# tearDown code that still flushes files into it.
+_SCRATCH = Path(tempfile.mkdtemp(prefix="mailsuite-tests-"))
+atexit.register(shutil.rmtree, _SCRATCH, True)
+
+
+def _mktemp_outside_checkout(self: trial_unittest.TestCase) -> str:
+    """trial's mktemp() names a fresh path under the working directory, i.e. in the checkout.
+
+    Under pytest nothing gathers those into _trial_temp, so hand out a fresh path in the
+    process's scratch directory instead; as with trial, the path itself is not created.
+    """
+    return str(Path(tempfile.mkdtemp(prefix=f"{type(self).__name__}-", dir=_SCRATCH)) / "t")
+
+
+trial_unittest.TestCase.mktemp = _mktemp_outside_checkout  # type: ignore[method-assign]
 
 
 @pytest.fixture
