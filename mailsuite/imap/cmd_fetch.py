@@ -292,7 +292,10 @@ def _render(folder: Any, info: Any, items: list[FetchItem],
             if raw is None:
                 raw = folder.read_message(info.uid)
             assert item.section is not None
-            data = sections.extract(raw, item.section)
+            # A part section (BODY[1.2]) uses the cached summary's offsets instead of scanning
+            # the MIME structure again; whole-message sections only read the header.
+            summary = folder.summary(info.uid) if item.section.part else None
+            data = sections.extract(raw, item.section, summary)
             if item.partial is not None:
                 data = sections.partial(data, item.partial[0], item.partial[1])
             parts.append(item.label + b" " + render.literal(data))
