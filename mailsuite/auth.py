@@ -35,7 +35,9 @@ class AccountsChecker:
     def __init__(self, accounts: IAccounts) -> None:
         self._accounts = accounts
 
-    def requestAvatarId(self, creds: Any) -> defer.Deferred[str]:
+    # Our avatar ids are the account's canonical address as text; Twisted's annotation says
+    # bytes, but the portal passes the id through to our own realm untouched.
+    def requestAvatarId(self, creds: Any) -> defer.Deferred[str]:  # type: ignore[override]
         try:
             username = _text(creds.username)
             password = _text(creds.password)

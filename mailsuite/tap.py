@@ -304,7 +304,7 @@ def build(config: Config, reactor: Any, uid: int | None = None,
             except (ValueError, TypeError, KeyError, OSError) as exc:
                 raise ConfigError(f"{config.source}: listen.{name}[{i}]: bad endpoint "
                                   f"{description!r}: {exc}") from None
-            factory = makers[name]()
+            factory: Any = makers[name]()
             if name in IMPLICIT_TLS:
                 factory = TLSMemoryBIOFactory(tls.server_options(), False, factory)
             listeners.append((name, description, factory))
