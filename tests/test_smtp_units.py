@@ -135,6 +135,22 @@ class DotReaderTests(unittest.TestCase):
         body, _ = _read_data([b"x" * 600, b"x" * 600 + b"\r\n.\r\n"])
         self.assertIs(body.finish(), replies.DATA_LINE_TOO_LONG)
 
+    @given(
+        st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=6),
+        st.lists(st.integers(min_value=0, max_value=120), max_size=6),
+    )
+    @settings(max_examples=300, deadline=None)
+    def test_line_limit_verdict_does_not_depend_on_reads(
+        self, lengths: list[int], cuts: list[int]
+    ) -> None:
+        # A 20-octet limit (CRLF included) against a plain per-line reference.
+        data = b"".join(b"x" * n + b"\r\n" for n in lengths) + b".\r\n"
+        points = sorted({min(c, len(data)) for c in cuts})
+        pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)]) if b > a]
+        body, _ = _read_data(pieces, line=20)
+        expected = replies.DATA_LINE_TOO_LONG if max(lengths) + 2 > 20 else None
+        self.assertIs(body.finish(), expected)
+
 
 class PolicyTests(unittest.TestCase):
     @classmethod

@@ -39,7 +39,6 @@ class MessageBody:
 
     __slots__ = (
         "_line_length",
-        "_long_line",
         "_pending_cr",
         "bare_newline",
         "chunks",
@@ -63,7 +62,6 @@ class MessageBody:
         self.line_too_long = False
         self._line_length = 0  # octets of the current unfinished line
         self._pending_cr = False  # the last chunk ended in CR
-        self._long_line = re.compile(b"[^\\n]{%d}" % (self.max_line + 1))
 
     def add(self, data: bytes) -> None:
         """Take the next piece of content (already un-stuffed)."""
@@ -82,8 +80,9 @@ class MessageBody:
         self._check(data)
 
     def _check(self, data: bytes) -> None:
+        lines = data.split(b"\n")
         # Bare CR / bare LF: every CR and every LF must belong to a CRLF pair.
-        lf = data.count(b"\n")
+        lf = len(lines) - 1
         cr = data.count(b"\r")
         crlf = data.count(b"\r\n")
         if self._pending_cr:
@@ -98,17 +97,15 @@ class MessageBody:
         if lf != crlf or cr != crlf:
             self.bare_newline = True
             return
-        # Line lengths, across chunk boundaries.
-        first = data.find(b"\n")
-        if first < 0:
-            self._line_length += len(data)
-            if self._line_length > self.max_line:
-                self.line_too_long = True
-            return
-        if self._line_length + first > self.max_line or self._long_line.search(data, first + 1):
+        # Line lengths, across chunk boundaries. One split and max() in C: a regular
+        # expression for "a run of max_line + 1 non-LF octets" retries at every offset and
+        # costs time proportional to size x line length.
+        if self._line_length + len(lines[0]) > self.max_line or (
+            len(lines) > 1 and max(map(len, lines)) > self.max_line
+        ):
             self.line_too_long = True
             return
-        self._line_length = len(data) - data.rfind(b"\n") - 1
+        self._line_length = len(lines[-1]) if len(lines) > 1 else self._line_length + len(lines[0])
 
     def finish(self) -> Reply | None:
         """Check the complete message; None if it is acceptable, else the refusal."""
