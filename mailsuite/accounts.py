@@ -96,15 +96,23 @@ def _exclusive_lock(lock_path: Path) -> Iterator[None]:
 
 
 class FilePersistence:
-    """Keeps the document in a JSON file; re-reads it when the file changes on disk."""
+    """Keeps the document in a JSON file; re-reads it when the file changes on disk.
+
+    With a ``reactor`` (a running server) the file is looked at (one ``stat``) at most once
+    per reactor turn: the several lookups made for one command (domain, alias, user, quota)
+    share that look, and anything that happens in a later turn sees a change made meanwhile.
+    Without one (the CLI, tests) every lookup looks at the file.
+    """
 
     log = Logger()
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, reactor: Any = None) -> None:
         self.path = Path(path)
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._stamp: tuple[int, int, int] | None = None
         self._data = _empty()
+        self._reactor = reactor
+        self._looked = False  # the file was looked at in this reactor turn
         self._load(strict=True)
 
     def _stat(self) -> tuple[int, int, int] | None:
@@ -149,8 +157,16 @@ class FilePersistence:
 
     def current(self) -> Data:
         """The document, re-read first if the file changed since the last look."""
-        self._load(strict=False)
+        if self._reactor is None:
+            self._load(strict=False)
+        elif not self._looked:
+            self._looked = True
+            self._reactor.callLater(0, self._forget_look)
+            self._load(strict=False)
         return self._data
+
+    def _forget_look(self) -> None:
+        self._looked = False
 
     def update(self, change: Callable[[Data], None]) -> None:
         """Re-read, apply ``change`` and write the result durably, under the lock file."""
@@ -556,7 +572,7 @@ class FileAccounts(Accounts):
 
     def __init__(self, path: Path, static_domains: Iterable[str] = (), reactor: Any = None):
         self.path = Path(path)
-        super().__init__(FilePersistence(self.path), static_domains, reactor)
+        super().__init__(FilePersistence(self.path, reactor), static_domains, reactor)
 
     @classmethod
     def in_data_dir(

@@ -274,3 +274,30 @@ class RehashTests(unittest.TestCase):
         self.assertTrue(stored.startswith("$argon2id$v=19$m=65536"))
         self.assertEqual((yield accounts.check_password("old@example.test", "pw")),
                          "old@example.test")
+
+
+def test_server_looks_at_the_file_once_per_reactor_turn(tmp_path, monkeypatch):
+    from twisted.internet import task
+
+    path = tmp_path / ".mailsuite" / "accounts.json"
+    clock = task.Clock()
+    server = FileAccounts(path, [D], reactor=clock)
+    cli = FileAccounts(path, [D])
+    looks = []
+    real_stat = os.stat
+
+    def counting_stat(p, *args, **kwargs):
+        if p == path:
+            looks.append(p)
+        return real_stat(p, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counting_stat)
+    for _ in range(3):
+        server.resolve("alice@example.test")
+        server.quota_of("alice@example.test")
+    assert len(looks) == 1  # every lookup of this turn shares one look
+    cli.add_user("new@example.test", "pw")
+    looks.clear()
+    clock.advance(0)  # a later reactor turn looks again and sees the change
+    assert server.user_exists("new@example.test")
+    assert len(looks) == 1
