@@ -111,7 +111,7 @@ class MessageBody:
         """Check the complete message; None if it is acceptable, else the refusal."""
         if self.oversize:
             return replies.MESSAGE_TOO_BIG
-        if self._pending_cr:
+        if self._pending_cr and not self.line_too_long:  # (not checked after a long line)
             self.bare_newline = True
         if self.bare_newline:
             return replies.BARE_NEWLINE_IN_DATA
