@@ -1,6 +1,7 @@
 """``twistd mailsuite``: build the whole server from the configuration.
 
-Start-up order (``twistd -n mailsuite [--config FILE] [--uid mail --gid mail]``):
+Start-up order (``twistd -n mailsuite [--config FILE] [--uid mail --gid mail]``; twistd's own
+``twistd -n --uid mail --gid mail mailsuite`` works too):
 
 1. ``makeService``: read the configuration, open the accounts, make or load the certificate,
    build the store, the relay and one protocol factory per listener. Any problem stops here
@@ -24,7 +25,7 @@ from typing import Any
 from twisted.application import service
 from twisted.internet import defer, endpoints
 from twisted.logger import Logger
-from twisted.python import usage
+from twisted.python import usage, util
 
 from mailsuite.config import IMPLICIT_TLS, SERVICES, Config, load_config
 from mailsuite.errors import ConfigError, MailsuiteError
@@ -52,7 +53,7 @@ class StartupError(SystemExit, Exception):
 class Options(usage.Options):
     """Command line of ``twistd mailsuite``."""
 
-    synopsis = "[--config FILE]"
+    synopsis = "[--config FILE] [--uid USER --gid GROUP]"
     longdesc = (
         "Runs the mailsuite mail server (SMTP, submission, relay, POP3, IMAP). Without --config, "
         "./mailsuite.toml is read when present, else the embedded defaults run every listener "
@@ -60,7 +61,32 @@ class Options(usage.Options):
     )
     optParameters = [
         ["config", "c", None, "the TOML configuration file"],
+        ["uid", None, None, "started as root: the user (name or number) to run as once every "
+                            "port is bound (the same as twistd's own --uid)"],
+        ["gid", None, None, "started as root: the group (name or number) to run as"],
     ]
+
+    def postOptions(self) -> None:
+        # Accepted after the plugin name too, because that is where an administrator types
+        # them; they are handed to twistd, which does the switch (see _hand_ids_to_twistd).
+        for name, convert in (("uid", util.uidFromString), ("gid", util.gidFromString)):
+            if self[name] is not None:
+                try:
+                    self[name] = convert(self[name])
+                except (KeyError, ValueError):
+                    raise usage.UsageError(f"--{name}: no such {'user' if name == 'uid' else 'group'}"
+                                           f" {self[name]!r}") from None
+
+
+def _hand_ids_to_twistd(options: Any) -> None:
+    """Put ``mailsuite --uid/--gid`` into twistd's own options, which it reads to drop privileges
+    after ``makeService`` (twistd's own flags, before the plugin name, win when both are given)."""
+    parent = getattr(options, "parent", None)
+    if parent is None:
+        return
+    for name in ("uid", "gid"):
+        if options.get(name) is not None and parent.get(name) is None:
+            parent[name] = options[name]
 
 
 def _target_ids(options: Any) -> tuple[int | None, int | None]:
@@ -243,6 +269,16 @@ class MailsuiteService(service.MultiService):
         self.ctx.maillog.close()
 
 
+def _tls_settings(config: Config, cert: Path, key: Path) -> Any:
+    """The TLS settings, with any certificate problem reported against the config file."""
+    from mailsuite.tls import TLSSettings
+
+    try:
+        return TLSSettings(cert, key)
+    except ConfigError as exc:
+        raise ConfigError(f"{config.source}: {exc}") from None
+
+
 def build(config: Config, reactor: Any, uid: int | None = None,
           gid: int | None = None) -> MailsuiteService:
     """The whole server for ``config`` (not started)."""
@@ -252,9 +288,13 @@ def build(config: Config, reactor: Any, uid: int | None = None,
     from mailsuite.auth import LoginThrottle, make_portal
     from mailsuite.context import ServerContext
     from mailsuite.maillog import MailLog
-    from mailsuite.tls import TLSSettings, ensure_certificate
+    from mailsuite.tls import ensure_certificate
 
     data_dir = Path(config.data_dir)
+    tls = None
+    if config.cert_path is not None and config.key_path is not None:
+        # Checked first: a bad certificate stops the start before anything is created on disk.
+        tls = _tls_settings(config, config.cert_path, config.key_path)
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         config.state_dir.mkdir(mode=0o750, exist_ok=True)
@@ -262,11 +302,9 @@ def build(config: Config, reactor: Any, uid: int | None = None,
         raise ConfigError(f"{config.source}: data_dir: cannot create {data_dir}: "
                           f"{exc.strerror}") from None
     accounts = FileAccounts.in_data_dir(data_dir, config.domains, reactor)
-    if config.cert_path is not None and config.key_path is not None:
-        cert, key = config.cert_path, config.key_path
-    else:
+    if tls is None:
         cert, key = ensure_certificate(config.state_dir / "tls", config.hostname)
-    tls = TLSSettings(cert, key)
+        tls = _tls_settings(config, cert, key)
 
     from mailsuite.imap.service import imap_factory
     from mailsuite.pop3.service import pop3_factory
@@ -318,6 +356,7 @@ def makeService(options: Options) -> service.IService:
     """Called by twistd: the server for ``--config`` (or ./mailsuite.toml, or defaults)."""
     from twisted.internet import reactor
 
+    _hand_ids_to_twistd(options)
     uid, gid = _target_ids(options)
     try:
         config = load_config(options["config"])

@@ -119,6 +119,7 @@ class MailServer:
         hostname: str = "mail.example.test",
         domains: tuple[str, ...] = ("example.test",),
         twistd_args: tuple[str, ...] = (),
+        mailsuite_args: tuple[str, ...] = (),
         config_text: str | None = None,
     ) -> None:
         """``config_text`` replaces the whole generated file (then ports are not forced to 0)."""
@@ -136,6 +137,7 @@ class MailServer:
         self.data_dir = self.directory / data_dir
         self.cafile = str(self.data_dir / ".mailsuite" / "tls" / "cert.pem")
         self.twistd_args = tuple(twistd_args)
+        self.mailsuite_args = tuple(mailsuite_args)
         self.ports: dict[str, int] = {}
         self.process: subprocess.Popen[str] | None = None
         self._lines: list[str] = []
@@ -148,7 +150,7 @@ class MailServer:
     def command(self) -> list[str]:
         """The twistd command line."""
         return [sys.executable, "-c", TWISTD, "-n", "--pidfile=", *self.twistd_args,
-                "mailsuite", "--config", str(self.config_path)]
+                "mailsuite", "--config", str(self.config_path), *self.mailsuite_args]
 
     def start(self, timeout: float = START_TIMEOUT) -> MailServer:
         """Start and wait until every listener is bound; raise ServerFailed otherwise.

@@ -207,7 +207,9 @@ def test_unreadable_certificate_stops_start(tmp_path):
     server = MailServer(tmp_path, '[tls]\ncert = "/nonexistent/cert.pem"\n'
                                   'key = "/nonexistent/key.pem"\n')
     code, output = run_expecting_failure(server)
-    assert code != 0 and "tls.cert: cannot read /nonexistent/cert.pem" in output
+    assert code != 0
+    assert f"mailsuite: {server.config_path}: tls.cert: cannot read /nonexistent/cert.pem" in output
+    assert not server.data_dir.exists()  # nothing half-starts: not even the store is created
 
 
 def test_port_in_use_stops_start_and_binds_nothing(tmp_path):
@@ -267,7 +269,8 @@ def test_embedded_defaults_listen_on_documented_ports(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="privilege drop needs root")
-def test_privilege_drop_as_root():
+@pytest.mark.parametrize("after_plugin_name", [False, True], ids=["twistd-flags", "mailsuite-flags"])
+def test_privilege_drop_as_root(after_plugin_name):
     import pwd
     import tempfile
 
@@ -275,8 +278,10 @@ def test_privilege_drop_as_root():
     # pytest's tmp_path lives under a root-only (0700) directory the mail user cannot traverse.
     top = tempfile.mkdtemp(prefix="mailsuite-priv-")
     os.chmod(top, 0o755)
-    server = MailServer(os.path.join(top, "srv"),
-                        twistd_args=("--uid", "mail", "--gid", "mail"))
+    ids = ("--uid", "mail", "--gid", "mail")
+    # Both spellings: twistd's own flags before the plugin name, and after it (mailsuite's).
+    server = MailServer(os.path.join(top, "srv"), twistd_args=() if after_plugin_name else ids,
+                        mailsuite_args=ids if after_plugin_name else ())
     server.directory.chmod(0o755)
     try:
         server.start()
@@ -302,6 +307,12 @@ def test_privilege_drop_as_root():
     finally:
         server.stop()
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_unknown_uid_stops_start(tmp_path):
+    server = MailServer(tmp_path, mailsuite_args=("--uid", "no-such-user-here"))
+    code, output = run_expecting_failure(server)
+    assert code != 0 and "--uid: no such user 'no-such-user-here'" in output
 
 
 def test_bad_endpoint_string_stops_start(tmp_path):
