@@ -122,3 +122,80 @@ class SpoolTests(unittest.TestCase):
         self.spool.on_enqueue(lambda item: seen.append(self.spool.envelope_path(item.id).exists()))
         self.enqueue(envelope("b@b.test"))
         self.assertEqual(seen, [True])
+
+
+class ManualThreadPool:
+    """Stands in for the reactor's thread pool: jobs run only when the test says so."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[object, object, tuple]] = []
+
+    def callInThreadWithCallback(self, on_result, fn, *args, **kwargs):  # noqa: N802 - Twisted's name
+        self.jobs.append((on_result, fn, args))
+
+    def run_next(self) -> None:
+        on_result, fn, args = self.jobs.pop(0)
+        try:
+            result = fn(*args)
+        except Exception as e:  # noqa: BLE001 - handed back like the real pool does
+            on_result(False, e)
+        else:
+            on_result(True, result)
+
+
+class ManualReactor:
+    """Just enough of a reactor for the spool's thread-pool I/O."""
+
+    def __init__(self) -> None:
+        self.pool = ManualThreadPool()
+
+    def getThreadPool(self):  # noqa: N802 - Twisted's name
+        return self.pool
+
+    def callFromThread(self, fn, *args, **kwargs):  # noqa: N802 - Twisted's name
+        fn(*args, **kwargs)
+
+
+class BatchedIOTests(unittest.TestCase):
+    """Reads and removals asked for meanwhile share one trip to the thread pool."""
+
+    def setUp(self) -> None:
+        self.dir = self.mktemp()
+        self.clock = task.Clock()
+        inline = Spool(self.dir, self.clock)  # writes inline, to set the scene
+        self.ids = [self.successResultOf(inline.enqueue(envelope(f"u{n}@b.test"), MESSAGE + b"%d" % n))
+                    for n in range(3)]
+        self.reactor = ManualReactor()
+        self.spool = Spool(self.dir, self.clock, self.reactor)
+        self.spool.load()
+
+    def test_reads_asked_meanwhile_go_in_one_batch(self):
+        first = self.spool.read_message(self.ids[0])
+        rest = [self.spool.read_message(i) for i in self.ids[1:]]
+        missing = self.spool.read_message("0" * 24)
+        self.assertEqual(len(self.reactor.pool.jobs), 1)  # the first batch runs alone
+        self.reactor.pool.run_next()
+        self.assertEqual(self.successResultOf(first), MESSAGE + b"0")
+        self.assertEqual(len(self.reactor.pool.jobs), 1)  # everything else: one more trip
+        self.reactor.pool.run_next()
+        self.assertEqual([self.successResultOf(d) for d in rest], [MESSAGE + b"1", MESSAGE + b"2"])
+        self.failureResultOf(missing, FileNotFoundError)
+        self.assertEqual(self.reactor.pool.jobs, [])
+
+    def test_removals_ride_on_one_directory_sync(self):
+        first = self.spool.remove(self.ids[0])
+        rest = [self.spool.remove(i) for i in self.ids[1:]]
+        self.assertEqual(len(self.reactor.pool.jobs), 1)
+        self.reactor.pool.run_next()
+        self.successResultOf(first)
+        self.assertFalse(self.spool.envelope_path(self.ids[0]).exists())
+        self.assertNoResult(rest[0])  # their unlinks wait for the next sync
+        self.assertTrue(self.spool.envelope_path(self.ids[1]).exists())
+        self.assertEqual(len(self.reactor.pool.jobs), 1)
+        self.reactor.pool.run_next()
+        for d in rest:
+            self.successResultOf(d)
+        for queue_id in self.ids:
+            self.assertFalse(self.spool.envelope_path(queue_id).exists())
+            self.assertFalse(self.spool.message_path(queue_id).exists())
+        self.assertEqual(self.reactor.pool.jobs, [])

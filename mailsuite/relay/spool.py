@@ -44,6 +44,7 @@ FAILED = "failed"  # failed permanently (5xx, expiry); a bounce is due unless NO
 FINAL_STATES = frozenset({DELIVERED, FAILED})
 
 ENVELOPE_VERSION = 1
+READ_BATCH = 512  # message files read in one trip to the thread pool
 
 
 @dataclass
@@ -168,7 +169,10 @@ class Spool:
         self._counter = 0
         self._node = secrets.token_hex(3)  # tells apart two processes sharing the directory
         self._sync_waiters: list[defer.Deferred[None]] = []
+        self._doomed: list[str] = []  # ids to unlink in the next directory sync
         self._syncing = False
+        self._reads: list[tuple[str, defer.Deferred[bytes]]] = []
+        self._reading = False
         self._listeners: list[Callable[[QueueItem], None]] = []
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # mail: owner only
         self.tmp.mkdir(mode=0o700, exist_ok=True)
@@ -263,6 +267,7 @@ class Spool:
         if self._syncing or not self._sync_waiters:
             return
         waiters, self._sync_waiters = self._sync_waiters, []
+        doomed, self._doomed = self._doomed, []
         self._syncing = True
 
         def done(result: Any) -> None:
@@ -274,7 +279,12 @@ class Spool:
                     waiter.callback(None)
             self._start_sync()
 
-        self._io(_fsync_dir, self.directory).addBoth(done)
+        self._io(self._unlink_and_sync, doomed).addBoth(done)
+
+    def _unlink_and_sync(self, doomed: list[str]) -> None:
+        for queue_id in doomed:
+            self._unlink(queue_id)
+        _fsync_dir(self.directory)
 
     # --- updates ---------------------------------------------------------------------
 
@@ -295,11 +305,18 @@ class Spool:
         return lock.run(write).addCallback(lambda _: self.sync_directory())
 
     def remove(self, queue_id: str) -> defer.Deferred[None]:
-        """Delete an item: the envelope first (the commit), then the message."""
+        """Delete an item: the envelope first (the commit), then the message.
+
+        The unlinks ride on the next group-committed directory fsync (one trip to the thread
+        pool for every removal made meanwhile); the Deferred fires once that fsync is done.
+        """
         self.items.pop(queue_id, None)
         lock = self._locks.pop(queue_id, None) or defer.DeferredLock()
-        done = lock.run(self._io, self._unlink, queue_id)
-        return done.addCallback(lambda _: self.sync_directory())
+        return lock.run(self._unlink_synced, queue_id)
+
+    def _unlink_synced(self, queue_id: str) -> defer.Deferred[None]:
+        self._doomed.append(queue_id)
+        return self.sync_directory()
 
     def _unlink(self, queue_id: str) -> None:
         for path in (self.envelope_path(queue_id), self.message_path(queue_id)):
@@ -309,8 +326,44 @@ class Spool:
                 pass
 
     def read_message(self, queue_id: str) -> defer.Deferred[bytes]:
-        """The message bytes of an item (read off the reactor thread)."""
-        return self._io(self.message_path(queue_id).read_bytes)
+        """The message bytes of an item (read off the reactor thread).
+
+        Reads asked for while a batch is being read are read together in the next batch: one
+        trip to the thread pool for many small files instead of one each.
+        """
+        if self._reactor is None:
+            return self._io(self.message_path(queue_id).read_bytes)
+        d: defer.Deferred[bytes] = defer.Deferred()
+        self._reads.append((queue_id, d))
+        self._start_reads()
+        return d
+
+    def _start_reads(self) -> None:
+        if self._reading or not self._reads:
+            return
+        batch, self._reads = self._reads[:READ_BATCH], self._reads[READ_BATCH:]
+        self._reading = True
+
+        def done(result: Any) -> None:
+            self._reading = False
+            for (_, waiter), outcome in zip(batch, _results(result, len(batch))):
+                if isinstance(outcome, BaseException):
+                    waiter.errback(Failure(outcome))
+                else:
+                    waiter.callback(outcome)
+            self._start_reads()
+
+        self._io(self._read_batch, [queue_id for queue_id, _ in batch]).addBoth(done)
+
+    def _read_batch(self, ids: list[str]) -> list[bytes | BaseException]:
+        out: list[bytes | BaseException] = []
+        for queue_id in ids:
+            try:
+                with open(self.message_path(queue_id), "rb") as f:
+                    out.append(f.read())
+            except OSError as e:
+                out.append(e)
+        return out
 
     # --- start-up --------------------------------------------------------------------
 
@@ -344,6 +397,13 @@ class Spool:
         """Fires when every envelope write queued so far has finished."""
         waits = [lock.run(defer.succeed, None) for lock in self._locks.values()]
         return defer.gatherResults(waits).addCallback(lambda _: None)
+
+
+def _results(result: Any, count: int) -> list[Any]:
+    """A batch's per-item results, or its failure repeated for every item."""
+    if isinstance(result, Failure):
+        return [result.value] * count
+    return list(result)
 
 
 def _recipient(address: str) -> SpoolRecipient:
