@@ -130,7 +130,7 @@ class ManualThreadPool:
     def __init__(self) -> None:
         self.jobs: list[tuple[object, object, tuple]] = []
 
-    def callInThreadWithCallback(self, on_result, fn, *args, **kwargs):  # noqa: N802 - Twisted's name
+    def callInThreadWithCallback(self, on_result, fn, *args, **kwargs):
         self.jobs.append((on_result, fn, args))
 
     def run_next(self) -> None:
@@ -149,10 +149,10 @@ class ManualReactor:
     def __init__(self) -> None:
         self.pool = ManualThreadPool()
 
-    def getThreadPool(self):  # noqa: N802 - Twisted's name
+    def getThreadPool(self):
         return self.pool
 
-    def callFromThread(self, fn, *args, **kwargs):  # noqa: N802 - Twisted's name
+    def callFromThread(self, fn, *args, **kwargs):
         fn(*args, **kwargs)
 
 
