@@ -88,6 +88,19 @@ def test_connection_limit_per_address() -> None:
     assert first is not second and not hasattr(second, "session")
 
 
+def test_imap_and_imaps_listeners_share_the_connection_limit() -> None:
+    ctx = make_ctx()
+    settings = ImapSettings(max_connections=2)
+    plain, implicit = ImapFactory(ctx, False, settings), ImapFactory(ctx, True, settings)
+    first = plain.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1))
+    second = implicit.buildProtocol(IPv4Address("TCP", "192.0.2.2", 1))
+    third = implicit.buildProtocol(IPv4Address("TCP", "192.0.2.3", 1))
+    assert hasattr(first, "session") and hasattr(second, "session")
+    assert not hasattr(third, "session")  # refused: 143 and 993 together hold the maximum
+    implicit.connection_closed(second)
+    assert hasattr(plain.buildProtocol(IPv4Address("TCP", "192.0.2.3", 1)), "session")
+
+
 def test_tcp_nodelay_set() -> None:
     c = logged_in()
     assert c.transport.nodelay

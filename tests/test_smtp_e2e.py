@@ -23,7 +23,8 @@ from mailsuite.accounts import MemoryAccounts
 from mailsuite.auth import LoginThrottle, make_portal
 from mailsuite.context import ServerContext
 from mailsuite.maillog import MailLog
-from mailsuite.smtp.service import ConnectionLimiter, SMTPFactory
+from mailsuite.connlimit import ConnectionLimiter
+from mailsuite.smtp.service import SMTPFactory
 from mailsuite.smtp.settings import SmtpSettings
 from mailsuite.smtp.testing import RecordingSpool
 from mailsuite.store.maildir import MaildirStore

@@ -22,7 +22,8 @@ from mailsuite.accounts import MemoryAccounts
 from mailsuite.auth import LoginThrottle
 from mailsuite.context import ServerContext
 from mailsuite.interfaces import IAccountStore, Quota
-from mailsuite.smtp.service import ConnectionLimiter, SMTPFactory
+from mailsuite.connlimit import ConnectionLimiter
+from mailsuite.smtp.service import SMTPFactory
 from mailsuite.smtp.settings import SmtpSettings
 from mailsuite.smtp.testing import RecordingMailLog, RecordingSpool, StaticTLS
 from mailsuite.store.memory import MemoryStore

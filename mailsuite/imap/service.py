@@ -1,7 +1,8 @@
 """The IMAP listener factory: ``imap_factory(ctx, implicit_tls)`` (wired by ``mailsuite.tap``).
 
 Connection limits (total and per client address) are enforced before the greeting: a client
-over the limit gets ``* BYE`` and is disconnected.
+over the limit gets ``* BYE`` and is disconnected. The IMAP and IMAPS listeners share one count,
+so ``[imap] max_connections`` bounds their sum.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 
+from mailsuite import connlimit
 from mailsuite.imap.protocol import ImapProtocol
 from mailsuite.imap.settings import ImapSettings
 
@@ -39,21 +41,23 @@ class ImapFactory(ServerFactory):
         if settings is None:
             settings = getattr(getattr(ctx, "config", None), "imap", None) or ImapSettings()
         self.settings = settings
-        self.connections: set[ImapProtocol] = set()
-        self.per_ip: dict[str, int] = {}
+        self.connections: set[ImapProtocol] = set()  # this listener's, to say BYE at shutdown
+        self.limiter = connlimit.shared_limiter(ctx, "imap", settings.max_connections,
+                                                settings.max_connections_per_ip)
 
     def buildProtocol(self, addr: Any) -> Protocol:
         host = getattr(addr, "host", "?")
-        if len(self.connections) >= self.settings.max_connections:
+        over = self.limiter.refusal(host)
+        if over == "total":
             self.log.warn("IMAP connection limit reached; refusing {host}", host=host)
             return _Refuse(b"Too many connections, try again later.")
-        if self.per_ip.get(host, 0) >= self.settings.max_connections_per_ip:
+        if over == "address":
             self.log.warn("IMAP per-address limit reached for {host}", host=host)
             return _Refuse(b"Too many connections from your address.")
         protocol = ImapProtocol(self.ctx, self.settings, self.implicit_tls, self)
         protocol.peer_host = host
         self.connections.add(protocol)
-        self.per_ip[host] = self.per_ip.get(host, 0) + 1
+        self.limiter.opened(host)
         return protocol
 
     def stopFactory(self) -> None:  # noqa: N802 (Twisted name)
@@ -65,12 +69,7 @@ class ImapFactory(ServerFactory):
     def connection_closed(self, protocol: ImapProtocol) -> None:
         if protocol in self.connections:
             self.connections.discard(protocol)
-            host = protocol.peer_host
-            left = self.per_ip.get(host, 1) - 1
-            if left <= 0:
-                self.per_ip.pop(host, None)
-            else:
-                self.per_ip[host] = left
+            self.limiter.closed(protocol.peer_host)
 
 
 def imap_factory(ctx: Any, implicit_tls: bool) -> ImapFactory:

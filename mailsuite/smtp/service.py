@@ -9,12 +9,13 @@ global limit (``[smtp] max_connections``) counts every SMTP listener; a client o
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
+from mailsuite import connlimit
+from mailsuite.connlimit import ConnectionLimiter
 from mailsuite.delivery import LocalDelivery
 from mailsuite.smtp import replies
 from mailsuite.smtp.auth import Authenticator
@@ -23,35 +24,7 @@ from mailsuite.smtp.protocol import SMTPServerProtocol
 from mailsuite.smtp.settings import SmtpSettings
 
 ROLES = ("mx", "submission", "submissions")
-_LIMITER_ATTRIBUTE = "_smtp_connection_limiter"  # one limiter per ServerContext
-
-
-class ConnectionLimiter:
-    """Counts open SMTP connections, in total and per client address."""
-
-    def __init__(self, max_total: int, max_per_ip: int) -> None:
-        self.max_total = max_total
-        self.max_per_ip = max_per_ip
-        self.total = 0
-        self.per_ip: Counter[str] = Counter()
-
-    def refusal(self, ip: str) -> replies.Reply | None:
-        """The 421 to send if a new connection from ``ip`` is over a limit, else None."""
-        if self.total >= self.max_total:
-            return replies.TOO_MANY_CONNECTIONS
-        if self.per_ip[ip] >= self.max_per_ip:
-            return replies.TOO_MANY_CONNECTIONS_FROM_YOU
-        return None
-
-    def opened(self, ip: str) -> None:
-        self.total += 1
-        self.per_ip[ip] += 1
-
-    def closed(self, ip: str) -> None:
-        self.total -= 1
-        self.per_ip[ip] -= 1
-        if self.per_ip[ip] <= 0:
-            del self.per_ip[ip]
+_REFUSALS = {"total": replies.TOO_MANY_CONNECTIONS, "address": replies.TOO_MANY_CONNECTIONS_FROM_YOU}
 
 
 class _Refuse(Protocol):
@@ -69,11 +42,8 @@ class _Refuse(Protocol):
 
 def shared_limiter(ctx: Any, settings: SmtpSettings) -> ConnectionLimiter:
     """The limiter all SMTP factories of this context share (created on first use)."""
-    limiter = getattr(ctx, _LIMITER_ATTRIBUTE, None)
-    if limiter is None:
-        limiter = ConnectionLimiter(settings.max_connections, settings.max_connections_per_ip)
-        setattr(ctx, _LIMITER_ATTRIBUTE, limiter)
-    return limiter
+    return connlimit.shared_limiter(ctx, "smtp", settings.max_connections,
+                                    settings.max_connections_per_ip)
 
 
 def _settings_of(ctx: Any) -> SmtpSettings:
@@ -121,8 +91,9 @@ class SMTPFactory(Factory):
 
     def buildProtocol(self, addr: Any) -> Protocol:
         ip = getattr(addr, "host", "") or ""
-        refusal = self.limiter.refusal(ip)
-        if refusal is not None:
+        over = self.limiter.refusal(ip)
+        if over is not None:
+            refusal = _REFUSALS[over]
             self.ctx.maillog.log("refused", client=ip, reason=refusal.text)
             refuse = _Refuse(refusal)
             refuse.factory = self
