@@ -222,13 +222,21 @@ def dns_records(config: Config, domains: Sequence[str]) -> str:
     for name in SERVICES:
         found = [_port_of(d) for d in getattr(config.listen, name)]
         ports[name] = next((p for p in found if p), None)
+    smarthost = config.relay.smarthost.rsplit(":", 1)[0] if config.relay.smarthost else ""
     for domain in domains:
+        out += ["", f"; --- {domain}", f"{domain}.\tIN MX\t10 {host}."]
+        if smarthost:
+            # Mail leaves through the provider's servers, not ours: SPF must name theirs.
+            out += [f"; Outgoing mail leaves through the smarthost {smarthost}: put the SPF",
+                    "; mechanism your provider documents (usually include:...) in place of <...>.",
+                    f'{domain}.\tIN TXT\t"v=spf1 include:<your provider\'s SPF domain> -all"']
+        else:
+            out.append(f'{domain}.\tIN TXT\t"v=spf1 mx -all"')
         out += [
-            "",
-            f"; --- {domain}",
-            f"{domain}.\tIN MX\t10 {host}.",
-            f'{domain}.\tIN TXT\t"v=spf1 mx -all"',
-            f'_dmarc.{domain}.\tIN TXT\t"v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}"',
+            "; DMARC: mailsuite does not sign with DKIM, so DMARC passes on SPF alignment alone",
+            "; (forwarded mail then fails it). Start with p=none, read the reports sent to rua,",
+            "; then raise to p=quarantine.",
+            f'_dmarc.{domain}.\tIN TXT\t"v=DMARC1; p=none; rua=mailto:postmaster@{domain}"',
             "; RFC 6186 / RFC 8314 service records, so mail clients find the servers:",
         ]
         for name, srv in (("submissions", "_submissions"), ("submission", "_submission"),

@@ -138,6 +138,16 @@ def test_dns_records(config):
     assert "_submission._tcp.example.test.\tIN SRV\t0 1 587 mail.example.test." in out
     assert "_pop3._tcp.example.test.\tIN SRV\t0 0 0 ." in out  # disabled: RFC 6186 "not offered"
     assert "_imaps._tcp.example.test.\tIN SRV\t0 1 8993 mail.example.test." in out
+    assert "p=none" in out  # no DKIM signing yet: DMARC starts in monitoring mode
+
+
+def test_dns_records_with_a_smarthost_name_the_provider_in_spf(tmp_path, config):
+    with_smarthost = tmp_path / "smarthost.toml"
+    with_smarthost.write_text(config.read_text() + '\n[relay]\nsmarthost = "smtp.provider.test:587"\n')
+    code, out, _ = run(with_smarthost, "dns")
+    assert code == 0
+    assert '"v=spf1 mx -all"' not in out
+    assert "include:<your provider's SPF domain>" in out and "smtp.provider.test" in out
 
 
 def test_bad_config_exit_code(tmp_path):
