@@ -4,7 +4,7 @@
     mailsuite [--config FILE] user passwd ADDRESS [--password-stdin]
     mailsuite [--config FILE] user del ADDRESS
     mailsuite [--config FILE] user list
-    mailsuite [--config FILE] user quota ADDRESS [--bytes N] [--messages N]
+    mailsuite [--config FILE] user quota ADDRESS [--bytes N|default] [--messages N|default]
     mailsuite [--config FILE] alias add ALIAS TARGET [TARGET...]
     mailsuite [--config FILE] alias del ALIAS [TARGET...]
     mailsuite [--config FILE] alias list
@@ -112,11 +112,34 @@ def cmd_user_list(config: Config, args: argparse.Namespace) -> None:
         print(" ".join([user, *extra]))
 
 
+_KEEP = object()  # an option left out of `user quota`: that limit stays as it is
+
+
+def _quota_limit(text: str) -> int | None:
+    """A `user quota` value: a number, or "default" for the [store] default."""
+    if text.lower() == "default":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'default', not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("a limit cannot be negative")
+    return value
+
+
 def cmd_user_quota(config: Config, args: argparse.Namespace) -> None:
     accounts = _accounts(config)
-    accounts.set_quota(args.address, Quota(args.bytes, args.messages))
-    print(f"quota of {args.address}: bytes={args.bytes if args.bytes is not None else 'default'} "
-          f"messages={args.messages if args.messages is not None else 'default'}")
+    current = accounts.quota_of(args.address)
+    quota = Quota(current.bytes_limit if args.bytes is _KEEP else args.bytes,
+                  current.messages_limit if args.messages is _KEEP else args.messages)
+    accounts.set_quota(args.address, quota)
+
+    def shown(limit: int | None) -> str:
+        return "default" if limit is None else str(limit)
+
+    print(f"quota of {args.address}: bytes={shown(quota.bytes_limit)} "
+          f"messages={shown(quota.messages_limit)}")
 
 
 def cmd_alias_add(config: Config, args: argparse.Namespace) -> None:
@@ -340,10 +363,11 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("address")
     a.set_defaults(func=cmd_user_del)
     user.add_parser("list", help="list accounts").set_defaults(func=cmd_user_list)
-    a = user.add_parser("quota", help="set limits (omitted: the [store] default)")
+    a = user.add_parser("quota", help="set limits (a limit left out stays as it is; "
+                                      "'default' returns to the [store] default)")
     a.add_argument("address")
-    a.add_argument("--bytes", type=int, default=None, metavar="N")
-    a.add_argument("--messages", type=int, default=None, metavar="N")
+    a.add_argument("--bytes", type=_quota_limit, default=_KEEP, metavar="N|default")
+    a.add_argument("--messages", type=_quota_limit, default=_KEEP, metavar="N|default")
     a.set_defaults(func=cmd_user_quota)
 
     alias = sub.add_parser("alias", help="aliases (forwarding addresses)").add_subparsers(

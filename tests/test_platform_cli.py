@@ -92,6 +92,15 @@ def test_user_quota(config):
     run(config, "user", "quota", "bob@example.test", "--bytes", "1000", "--messages", "5")
     quota = accounts(config).quota_of("bob@example.test")
     assert (quota.bytes_limit, quota.messages_limit) == (1000, 5)
+    # A limit left out stays; "default" returns one limit to the [store] default.
+    assert run(config, "user", "quota", "bob@example.test", "--messages", "7")[0] == 0
+    quota = accounts(config).quota_of("bob@example.test")
+    assert (quota.bytes_limit, quota.messages_limit) == (1000, 7)
+    code, out, _ = run(config, "user", "quota", "bob@example.test", "--bytes", "default")
+    assert code == 0 and out == "quota of bob@example.test: bytes=default messages=7\n"
+    quota = accounts(config).quota_of("bob@example.test")
+    assert (quota.bytes_limit, quota.messages_limit) == (None, 7)
+    assert run(config, "user", "quota", "bob@example.test", "--bytes", "-1")[0] != 0
 
 
 def test_alias_add_list_del(config):
