@@ -7,13 +7,12 @@ recipients. The store does the durable part (tmp, fsync, rename) and the quota c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from mailsuite.errors import FolderNotFound
-from mailsuite.interfaces import INBOX, IAccounts, IMailStore, MessageInfo
+from mailsuite.interfaces import INBOX, IAccounts, IMailStore
 
 
 def _header_safe(text: str) -> str:
@@ -32,9 +31,10 @@ def delivery_headers(return_path: str, delivered_to: str) -> bytes:
 class LocalDelivery:
     """Deliver a message to one local user, adding Return-Path and Delivered-To.
 
-    ``deliver`` returns a Deferred that fires with the store's ``MessageInfo`` once the message
-    is durable, or fails with ``QuotaExceeded`` / ``TemporaryStoreError`` from the store. A
-    folder named by an alias rule that does not exist falls back to INBOX.
+    ``deliver`` returns a Deferred that fires (with None) once the message is durable, or fails
+    with ``QuotaExceeded`` / ``TemporaryStoreError`` from the store. It uses the store's
+    ``deliver_incoming``: the UID is assigned by the next reader of the folder. A folder named
+    by an alias rule that does not exist falls back to INBOX.
     """
 
     log = Logger()
@@ -51,7 +51,7 @@ class LocalDelivery:
         return_path: str,
         delivered_to: str,
         folder: str = INBOX,
-    ) -> defer.Deferred[MessageInfo]:
+    ) -> defer.Deferred[None]:
         """Deliver durably; see the class docstring."""
         chunks: list[bytes] = [delivery_headers(return_path, delivered_to)]
         if isinstance(message, (bytes, bytearray, memoryview)):
@@ -60,10 +60,10 @@ class LocalDelivery:
             chunks.extend(message)
         return defer.Deferred.fromCoroutine(self._deliver(user, chunks, folder))
 
-    async def _deliver(self, user: str, chunks: list[bytes], folder: str) -> MessageInfo:
+    async def _deliver(self, user: str, chunks: list[bytes], folder: str) -> None:
         account = self._store.account(user)
         try:
-            result: Any = await defer.maybeDeferred(account.deliver, chunks, folder)
+            await defer.maybeDeferred(account.deliver_incoming, chunks, folder)
         except FolderNotFound:
             if folder.upper() == INBOX:
                 raise
@@ -72,5 +72,4 @@ class LocalDelivery:
                 folder=folder,
                 user=user,
             )
-            result = await defer.maybeDeferred(account.deliver, chunks, INBOX)
-        return result
+            await defer.maybeDeferred(account.deliver_incoming, chunks, INBOX)

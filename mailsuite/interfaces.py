@@ -232,6 +232,13 @@ class IAccountStore(Interface):
     ) -> Any:
         """Deferred[MessageInfo]: durable delivery with quota check (QuotaExceeded)."""
 
+    def deliver_incoming(source: bytes | Sequence[bytes], folder: str = INBOX) -> Any:
+        """Deferred[None]: durable delivery of transported mail (SMTP, relay), quota checked.
+
+        Like ``deliver`` without flags or date, and without its result: the store may leave
+        UID assignment to the next reader of the folder (as a Maildir LDA does).
+        """
+
     def quota() -> QuotaUsage:
         """Current usage and limits."""
 

@@ -267,6 +267,17 @@ class StoreContract:
         )
         return d
 
+    async def _incoming(self):
+        for n in range(3):
+            await self.account.deliver_incoming(b"Subject: %d\r\n\r\nbody\r\n" % n)
+        folder = self.open()
+        return [folder.read_message(i.uid)[:10] for i in folder.messages()]
+
+    def test_incoming_deliveries_are_listed_in_arrival_order(self):
+        d = defer.Deferred.fromCoroutine(self._incoming())
+        d.addCallback(self.assertEqual, [b"Subject: %d" % n for n in range(3)])
+        return d
+
     async def _uidnext(self):
         folder = self.open()
         before = folder.uidnext

@@ -570,6 +570,88 @@ class UidListFullTests(MaildirTestCase):
         self.assertEqual((self.files("new"), self.files("tmp")), ([], []))
 
 
+class FailingOnce(MessageWriter):
+    """A writer whose disk is full for the one message containing ``poison``."""
+
+    def __init__(self, poison):
+        self.poison = poison
+
+    def write_chunks(self, fd, chunks):
+        if any(self.poison in c for c in chunks):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        super().write_chunks(fd, chunks)
+
+
+class HeldDirectorySync:
+    """Stands in for the thread-pool fsync of new/: the test releases each one."""
+
+    def __init__(self):
+        self.requested = defer.Deferred()
+        self.release = defer.Deferred()
+        self.paths = []
+
+    def __call__(self, path):
+        self.paths.append(path)
+        if not self.requested.called:
+            self.requested.callback(None)
+        return self.release
+
+
+class IncomingDeliveryTests(MaildirTestCase):
+    @run
+    async def test_lands_in_new_and_gets_its_uid_from_the_first_reader(self):
+        await self.account.deliver_incoming(MESSAGE)
+        self.assertEqual((len(self.files("new")), self.files("tmp")), (1, []))
+        uidlist = (self.maildir / "dovecot-uidlist").read_text()
+        self.assertNotIn(self.files("new")[0], uidlist)  # no UID work at delivery
+        folder = self.open()
+        [info] = folder.messages()
+        self.assertEqual(folder.read_message(info.uid), MESSAGE)
+
+    @run
+    async def test_nothing_is_acknowledged_before_new_is_fsynced(self):
+        from mailsuite.store.dirsync import DirectorySync
+
+        held = HeldDirectorySync()
+        self.store.dir_sync = DirectorySync(held)
+        delivering = self.account.deliver_incoming(MESSAGE)
+        await held.requested  # the file is written, fsynced and renamed by now
+        self.assertEqual((len(self.files("new")), delivering.called), (1, False))
+        held.release.callback(None)
+        await delivering
+        self.assertEqual(held.paths, [str(self.maildir / "new")])
+
+    @run
+    async def test_concurrent_deliveries_each_get_their_own_result(self):
+        account = self.new_store(writer=FailingOnce(b"poison")).account(USER)
+        bodies = [b"Subject: %d\r\n\r\n%s\r\n" % (n, b"poison" if n == 7 else b"ok")
+                  for n in range(20)]
+        results = await defer.DeferredList(
+            [account.deliver_incoming(body) for body in bodies], consumeErrors=True
+        )
+        failed = [n for n, (ok, _) in enumerate(results) if not ok]
+        self.assertEqual(failed, [7])
+        self.assertIsInstance(results[7][1].value, TemporaryStoreError)
+        self.assertEqual((len(self.files("new")), self.files("tmp")), (19, []))
+
+    @run
+    async def test_watched_folder_hears_the_delivery_at_once(self):
+        folder = self.open()
+        seen = []
+        folder.subscribe(seen.append)
+        await self.account.deliver_incoming(MESSAGE)
+        self.assertEqual([c.kind for c in seen], [ChangeKind.ADDED])
+
+    @run
+    async def test_quota_is_checked(self):
+        from mailsuite.errors import QuotaExceeded
+
+        store = self.new_store(settings=StoreSettings(default_quota_bytes=10))
+        with self.assertRaises(QuotaExceeded):
+            await store.account(USER).deliver_incoming(MESSAGE)
+        self.assertEqual(self.files("new"), [])
+
+
 class PausingWriter(MessageWriter):
     """Stops after the files of a copy/move are in place, until the test lets it go on."""
 

@@ -158,3 +158,19 @@ def test_old_lock_is_stale(tmp_path):
     lock.acquire(0.05)
     lock.release()
     assert not os.path.exists(path)
+
+
+def test_arrival_key_orders_names_as_they_were_made():
+    maker = filenames.NameMaker("host.test")
+    made = [maker.make(1_700_000_000 + n * 0.000013, 10) for n in range(200)]
+    assert sorted(made) != made  # unpadded numbers: plain string order is wrong
+    assert sorted(reversed(made), key=filenames.arrival_key) == made
+
+
+def test_arrival_key_takes_names_of_other_shapes():
+    names = ["junk", "1700000001.123_4.host", "1700000000.M5P1Q2.host"]
+    assert sorted(names, key=filenames.arrival_key) == [
+        "junk",
+        "1700000000.M5P1Q2.host",
+        "1700000001.123_4.host",
+    ]

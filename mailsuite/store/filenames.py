@@ -55,6 +55,30 @@ def time_from_base(base: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
+def arrival_key(base: str) -> tuple[int, int, int, str]:
+    """Sort key putting base names in the order the messages arrived.
+
+    ``<seconds>.M<usec>P<pid>Q<n>`` numbers are not zero-padded, so plain string order would
+    put ``M95`` after ``M100``; this compares seconds, then microseconds, then the counter,
+    then the whole name. Names of other shapes sort by their seconds (when they have them).
+    """
+    dot = base.find(".")
+    head = base[:dot] if dot > 0 else ""
+    seconds = int(head) if head.isdigit() else -1
+    usec = counter = -1
+    if base[dot + 1 : dot + 2] == "M":
+        end = base.find("P", dot)
+        digits = base[dot + 2 : end] if end > 0 else ""
+        usec = int(digits) if digits.isdigit() else -1
+        q = base.find("Q", end)
+        if end > 0 and q > 0:
+            r = q + 1
+            while r < len(base) and base[r].isdigit():
+                r += 1
+            counter = int(base[q + 1 : r]) if r > q + 1 else -1
+    return (seconds, usec, counter, base)
+
+
 def pop_id_for(base: str) -> str:
     """The POP3 UIDL of a message: its base name when it is a valid UIDL, else a digest of it."""
     if len(base) <= POP_ID_MAX and base.isascii() and base.isprintable() and " " not in base:

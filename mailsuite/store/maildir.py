@@ -31,6 +31,7 @@ from mailsuite.errors import (
     FolderNotFound,
     InvalidFolderName,
     StoreError,
+    TemporaryStoreError,
 )
 from mailsuite.interfaces import (
     INBOX,
@@ -45,6 +46,7 @@ from mailsuite.interfaces import (
 )
 from mailsuite.store import layout
 from mailsuite.store.base import base_of
+from mailsuite.store.dirsync import DirectorySync
 from mailsuite.store.events import ChangeHub
 from mailsuite.store.filenames import INFO_SEPARATOR, NameMaker, size_from_base
 from mailsuite.store.flags import FlagInterner, normalize_flags
@@ -54,7 +56,7 @@ from mailsuite.store.names import canonical_name
 from mailsuite.store.settings import StoreSettings
 from mailsuite.store.subscriptions import read_subscriptions, write_subscriptions
 from mailsuite.store.view import MaildirFolder
-from mailsuite.store.writer import MessageWriter, clean_tmp
+from mailsuite.store.writer import MessageWriter, clean_tmp, fsync_dir
 
 IDLE_STATES = 64  # folders without views whose UID lists stay in memory (LRU)
 KEEP_LOADED_BELOW = 10_000  # an idle folder this small keeps its index (cheap STATUS/SELECT)
@@ -253,6 +255,50 @@ class MaildirAccount:
         except StoreError:
             return defer.fail()
         return self.add_message(state, source, flags, internal_date)
+
+    def deliver_incoming(self, source: bytes | Sequence[bytes], folder: str = INBOX) -> Any:
+        """Deliver mail from a transport (SMTP, the relay): Deferred[None] once durable.
+
+        As Dovecot's LDA does, the file is written to ``tmp/``, fsynced and renamed into
+        ``new/`` in one trip to the thread pool, then ``new/`` is fsynced once for every
+        delivery finishing meanwhile (``DirectorySync``); no UID is assigned here. The first
+        reader that looks at the folder assigns it (``FolderState.refresh``), as it does for
+        mail dropped by any other program. When a session of this process is watching the
+        folder, the message goes through ``deliver`` instead so that it is told at once.
+        """
+        try:
+            state = self.state(folder)
+        except StoreError:
+            return defer.fail()
+        if self.store.hub.has_listeners(self.user, state.name):
+            return self.add_message(state, source, (), None).addCallback(lambda _: None)
+        return defer.Deferred.fromCoroutine(self._add_unindexed(state, source))
+
+    async def _add_unindexed(self, state: FolderState, source: bytes | Sequence[bytes]) -> None:
+        store = self.store
+        chunks = _chunks(source)
+        size = sum(len(c) for c in chunks)
+        self.check_quota(size, 1)
+        base = store.names.make(store.clock.seconds(), size)
+        fsync = store.settings.fsync
+        await threads.deferToThreadPool(
+            store.reactor,
+            store.threadpool,
+            store.writer.deliver,
+            state.dir,
+            chunks,
+            base,
+            "new",
+            fsync,
+            None,
+            False,  # new/ is fsynced below, once for all deliveries finishing meanwhile
+        )
+        if fsync:
+            try:
+                await store.dir_sync.sync(os.path.join(state.dir, "new"))
+            except OSError as exc:
+                raise TemporaryStoreError(f"fsync failed: {exc.strerror}") from exc
+        self.usage_adjust(size, 1)
 
     def add_message(
         self,
@@ -466,6 +512,7 @@ class MaildirStore:
         self.writer = writer or MessageWriter()
         self.names = NameMaker()
         self.hub = ChangeHub()
+        self.dir_sync = DirectorySync(self._fsync_dir_in_pool)
         self.states: dict[tuple[str, str], FolderState] = {}
         self._accounts_by_user: dict[str, MaildirAccount] = {}
         self._poller: task.LoopingCall | None = None
@@ -474,6 +521,9 @@ class MaildirStore:
     @property
     def threadpool(self) -> Any:
         return self.reactor.getThreadPool()
+
+    def _fsync_dir_in_pool(self, path: str) -> Any:
+        return threads.deferToThreadPool(self.reactor, self.threadpool, fsync_dir, path)
 
     def account(self, user: str) -> MaildirAccount:
         account = self._accounts_by_user.get(user)

@@ -412,6 +412,9 @@ class MemoryAccount:
             return defer.fail()
         return self._add_checked(data, join_source(source), flags, internal_date)
 
+    def deliver_incoming(self, source: bytes | Sequence[bytes], folder: str = INBOX) -> Any:
+        return self.deliver(source, folder).addCallback(lambda _: None)
+
     def quota(self) -> QuotaUsage:
         limits = effective_quota(
             self._store._accounts.quota_of(self.user) if self._store._accounts else None,

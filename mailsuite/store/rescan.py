@@ -18,9 +18,7 @@ from mailsuite.interfaces import (
     MessageInfo,
 )
 from mailsuite.store.base import REFRESH_LOCK_TIMEOUT, Entry, FolderBase, base_of, with_flags
-from mailsuite.store.filenames import (
-    INFO_SEPARATOR,
-)
+from mailsuite.store.filenames import INFO_SEPARATOR, arrival_key
 from mailsuite.store.writer import clean_tmp
 
 
@@ -100,7 +98,7 @@ class FolderRescan(FolderBase):
             else:
                 known.append((uid, filename, in_new))
         if unknown:
-            unknown.sort()
+            unknown.sort(key=arrival_key)
             try:
                 uids = self.uidlist.assign(
                     unknown, self._now(), REFRESH_LOCK_TIMEOUT, self._stamp_added
@@ -220,7 +218,7 @@ class FolderRescan(FolderBase):
         self._recent_new = mtimes[0] > int(self._now() * 1e9) - 2_000_000_000
         if not unknown:
             return []
-        unknown.sort()
+        unknown.sort(key=lambda item: arrival_key(item[0]))
         try:
             uids = self.uidlist.assign(
                 [b for b, _ in unknown], self._now(), REFRESH_LOCK_TIMEOUT, self._stamp_added
@@ -346,7 +344,7 @@ class FolderRescan(FolderBase):
                 uids = sorted(uid for uid, _f, _n in flag_changes)
                 changes.append(self._publish(ChangeKind.FLAGS, uids, None))
         if unknown:
-            unknown.sort()
+            unknown.sort(key=arrival_key)
             try:
                 uids = self.uidlist.assign(
                     unknown, self._now(), REFRESH_LOCK_TIMEOUT, self._stamp_added
