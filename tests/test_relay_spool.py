@@ -183,19 +183,32 @@ class BatchedIOTests(unittest.TestCase):
         self.assertEqual(self.reactor.pool.jobs, [])
 
     def test_removals_ride_on_one_directory_sync(self):
+        pool = self.reactor.pool
         first = self.spool.remove(self.ids[0])
         rest = [self.spool.remove(i) for i in self.ids[1:]]
-        self.assertEqual(len(self.reactor.pool.jobs), 1)
-        self.reactor.pool.run_next()
+        self.assertEqual(len(pool.jobs), 1)
+        pool.run_next()  # unlinks the first envelope, fsyncs
         self.successResultOf(first)
         self.assertFalse(self.spool.envelope_path(self.ids[0]).exists())
         self.assertNoResult(rest[0])  # their unlinks wait for the next sync
         self.assertTrue(self.spool.envelope_path(self.ids[1]).exists())
-        self.assertEqual(len(self.reactor.pool.jobs), 1)
-        self.reactor.pool.run_next()
+        self.assertEqual(len(pool.jobs), 2)  # the next sync, and the first message's sweep
+        pool.run_next()
         for d in rest:
             self.successResultOf(d)
         for queue_id in self.ids:
             self.assertFalse(self.spool.envelope_path(queue_id).exists())
+        while pool.jobs:
+            pool.run_next()
+        for queue_id in self.ids:
             self.assertFalse(self.spool.message_path(queue_id).exists())
-        self.assertEqual(self.reactor.pool.jobs, [])
+
+    def test_a_message_file_left_by_a_crash_after_the_commit_goes_at_load(self):
+        pool = self.reactor.pool
+        d = self.spool.remove(self.ids[0])
+        pool.run_next()
+        self.successResultOf(d)
+        self.assertTrue(self.spool.message_path(self.ids[0]).exists())  # not swept yet: "crash"
+        reloaded = Spool(self.dir, self.clock)
+        self.assertEqual(sorted(i.id for i in reloaded.load()), self.ids[1:])
+        self.assertFalse(self.spool.message_path(self.ids[0]).exists())

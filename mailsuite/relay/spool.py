@@ -171,6 +171,8 @@ class Spool:
         self._sync_waiters: list[defer.Deferred[None]] = []
         self._doomed: list[str] = []  # ids to unlink in the next directory sync
         self._syncing = False
+        self._litter: list[str] = []  # removed items whose message file is still there
+        self._sweeping = False
         self._reads: list[tuple[str, defer.Deferred[bytes]]] = []
         self._reading = False
         self._listeners: list[Callable[[QueueItem], None]] = []
@@ -278,13 +280,40 @@ class Spool:
                 else:
                     waiter.callback(None)
             self._start_sync()
+            if doomed and not isinstance(result, Failure):
+                self._sweep(doomed)
 
         self._io(self._unlink_and_sync, doomed).addBoth(done)
 
     def _unlink_and_sync(self, doomed: list[str]) -> None:
         for queue_id in doomed:
-            self._unlink(queue_id)
+            self.envelope_path(queue_id).unlink(missing_ok=True)
         _fsync_dir(self.directory)
+
+    # --- message files of removed items, swept behind the commit ------------------------
+
+    def _sweep(self, queue_ids: list[str]) -> None:
+        """Delete the message files of removed items (their envelopes are gone already)."""
+        self._litter.extend(queue_ids)
+        self._start_sweep()
+
+    def _start_sweep(self) -> None:
+        if self._sweeping or not self._litter:
+            return
+        batch, self._litter = self._litter, []
+        self._sweeping = True
+
+        def done(result: Any) -> None:
+            self._sweeping = False
+            if isinstance(result, Failure):
+                log.failure("cannot delete spool message files", result)
+            self._start_sweep()
+
+        self._io(self._unlink_messages, batch).addBoth(done)
+
+    def _unlink_messages(self, queue_ids: list[str]) -> None:
+        for queue_id in queue_ids:
+            self.message_path(queue_id).unlink(missing_ok=True)
 
     # --- updates ---------------------------------------------------------------------
 
@@ -307,8 +336,10 @@ class Spool:
     def remove(self, queue_id: str) -> defer.Deferred[None]:
         """Delete an item: the envelope first (the commit), then the message.
 
-        The unlinks ride on the next group-committed directory fsync (one trip to the thread
-        pool for every removal made meanwhile); the Deferred fires once that fsync is done.
+        The envelope's unlink rides on the next group-committed directory fsync (one trip to
+        the thread pool for every removal made meanwhile); the Deferred fires once that fsync
+        is done. The message file goes afterwards, off that path: a message file left without
+        its envelope by a crash is removed at the next load, like an unfinished enqueue.
         """
         self.items.pop(queue_id, None)
         lock = self._locks.pop(queue_id, None) or defer.DeferredLock()
@@ -317,13 +348,6 @@ class Spool:
     def _unlink_synced(self, queue_id: str) -> defer.Deferred[None]:
         self._doomed.append(queue_id)
         return self.sync_directory()
-
-    def _unlink(self, queue_id: str) -> None:
-        for path in (self.envelope_path(queue_id), self.message_path(queue_id)):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
 
     def read_message(self, queue_id: str) -> defer.Deferred[bytes]:
         """The message bytes of an item (read off the reactor thread).
