@@ -222,6 +222,74 @@ class ClientTests(unittest.TestCase):
         self.assertEqual(self.transport.value(), b"RSET\r\n")
 
 
+    def send_then(self, first: QueueItem, second: QueueItem | None) -> defer.Deferred:
+        """Send ``first``; offer ``second`` as the next message when its content goes out."""
+        offered = [] if second is None else [(second, tuple(second.recipients), MESSAGE)]
+        return defer.Deferred.fromCoroutine(
+            self.session.send(first, tuple(first.recipients), MESSAGE,
+                              lambda: offered.pop() if offered else None))
+
+    def test_next_envelope_goes_in_the_write_of_the_content(self):
+        self.start()
+        d = self.send_then(item("bob@b.test"), item("carol@b.test"))
+        self.transport.clear()
+        self.protocol.dataReceived(OK_SENDER + OK_RCPT + GO_AHEAD)
+        self.assertEqual(  # RFC 2920 3.1: content may be the first "command" of a group
+            self.transport.value(),
+            b"Subject: x\r\n\r\n..leading dot\r\nbody\r\n.\r\n"
+            b"MAIL FROM:<alice@a.test> SIZE=38\r\nRCPT TO:<carol@b.test>\r\nDATA\r\n",
+        )
+        self.protocol.dataReceived(QUEUED + OK_SENDER + OK_RCPT + GO_AHEAD)
+        self.assertEqual(self.successResultOf(d)["bob@b.test"].result, Result.DONE)
+
+    def test_announced_message_content_waits_for_its_own_send(self):
+        self.start()
+        second = item("carol@b.test")
+        d = self.send_then(item("bob@b.test"), second)
+        self.protocol.dataReceived(OK_SENDER + OK_RCPT + GO_AHEAD + QUEUED)
+        self.successResultOf(d)
+        self.protocol.dataReceived(OK_SENDER + OK_RCPT + GO_AHEAD)  # for the announced one
+        self.transport.clear()
+        self.assertEqual(self.transport.value(), b"")  # nothing until the caller says so
+        d = self.send(second)
+        self.assertEqual(self.transport.value(), b"Subject: x\r\n\r\n..leading dot\r\nbody\r\n.\r\n")
+        self.protocol.dataReceived(QUEUED)
+        self.assertEqual(self.successResultOf(d)["carol@b.test"].result, Result.DONE)
+        self.assertEqual(self.session.transactions, 2)
+
+    def test_no_announcement_without_pipelining_or_beyond_the_connection_limit(self):
+        self.settings = RelaySettings(greeting_timeout=30, command_timeout=30,
+                                      max_messages_per_connection=1)
+        self.session.settings = self.settings
+        self.start()
+        d = self.send_then(item("bob@b.test"), item("carol@b.test"))
+        self.protocol.dataReceived(OK_SENDER + OK_RCPT + GO_AHEAD)
+        self.assertNotIn(b"carol", self.transport.value())
+        self.protocol.dataReceived(QUEUED)
+        self.successResultOf(d)
+
+    def test_announced_message_refused_after_a_failed_end_of_data_is_transient(self):
+        self.start()
+        second = item("carol@b.test")
+        d = self.send_then(item("bob@b.test"), second)
+        self.protocol.dataReceived(OK_SENDER + OK_RCPT + GO_AHEAD + b"451 4.3.0 later\r\n")
+        self.successResultOf(d)
+        self.transport.clear()
+        d = self.send(second)
+        self.assertEqual(self.transport.value(), b"")  # no RSET: its MAIL is on its way
+        self.protocol.dataReceived(b"503 5.5.1 bad sequence\r\n" + b"503 5.5.1 no\r\n" * 2)
+        self.assertEqual(self.successResultOf(d)["carol@b.test"].result, Result.TRANSIENT)
+
+    def test_quit_with_an_announced_message_cuts_the_connection(self):
+        self.start()
+        d = self.send_then(item("bob@b.test"), item("carol@b.test"))
+        self.protocol.dataReceived(OK_SENDER + OK_RCPT + GO_AHEAD + QUEUED)
+        self.successResultOf(d)
+        self.transport.clear()
+        self.successResultOf(defer.Deferred.fromCoroutine(self.session.quit()))
+        self.assertNotIn(b"QUIT", self.transport.value())  # it would read as message content
+        self.assertTrue(self.transport.disconnecting or self.transport.disconnected)
+
     def test_reused_connection_dead_before_mail_reply_asks_for_a_new_one(self):
         self.start()
         d = self.send(item("bob@b.test"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -292,6 +293,17 @@ def _needs_utf8(item: QueueItem, recipients: tuple[RecipientState, ...] | list[R
     return not (item.sender.isascii() and all(r.address.isascii() for r in recipients))
 
 
+NextJob = Callable[[], "tuple[QueueItem, tuple[RecipientState, ...], bytes] | None"]
+
+
+@dataclass(frozen=True)
+class _Announced:
+    """A message whose MAIL, RCPTs and DATA went out behind the previous message's content."""
+
+    item: QueueItem
+    wire: bytes
+
+
 class SMTPSession:
     """One open ESMTP connection to one server, good for several transactions."""
 
@@ -314,6 +326,7 @@ class SMTPSession:
         self.transactions = 0
         self.dirty = False
         self._mail_answered = False
+        self._announced: _Announced | None = None  # the next message's envelope is sent
 
     @property
     def remote(self) -> str:
@@ -415,6 +428,12 @@ class SMTPSession:
 
     async def quit(self) -> None:
         """QUIT and close, ignoring failures."""
+        if self._announced is not None:
+            # The server waits for the content of the announced message (or its DATA reply):
+            # QUIT would read as content. Cutting the connection abandons that transaction.
+            self._announced = None
+            self.protocol.abort()
+            return
         try:
             if not self.protocol.closed:
                 self.protocol.send(b"QUIT\r\n")
@@ -436,21 +455,34 @@ class SMTPSession:
         return Outcome.permanent(text, reply.status, self.host_name)
 
     async def send(
-        self, item: QueueItem, recipients: tuple[RecipientState, ...], message: bytes
+        self,
+        item: QueueItem,
+        recipients: tuple[RecipientState, ...],
+        message: bytes,
+        take_next: NextJob | None = None,
     ) -> dict[str, Outcome]:
         """One transaction; an outcome for every recipient.
 
         Raises ``SessionFailed`` only when the connection proved unusable before the
         transaction began (a failed RSET): the caller may then try another connection. A
         failure during the transaction makes every recipient without a final answer transient.
+
+        ``take_next()``, when given, is asked for the next message for this connection just as
+        this one's content goes out; if it gives one, that message's MAIL, RCPTs and DATA go in
+        the same write (RFC 2920 3.1: message content may be the first "command" of a group),
+        and the caller must send it next on this session. Its content still waits for that call.
         """
-        if self.dirty:
+        announced = self._announced
+        if announced is not None and announced.item is not item:
+            self.protocol.abort()
+            raise SessionFailed("internal error: another message was announced on this connection")
+        if self.dirty and announced is None:
             await self.reset()
         reused = self.transactions > 0
         self._mail_answered = False
         outcomes: dict[str, Outcome] = {}
         try:
-            await self._transaction(item, recipients, message, outcomes)
+            await self._transaction(item, recipients, message, outcomes, take_next)
         except SessionFailed as e:
             self.protocol.abort()
             if reused and not self._mail_answered:
@@ -462,27 +494,25 @@ class SMTPSession:
                 outcomes.setdefault(r.address, failed)
         return outcomes
 
-    async def _transaction(
-        self,
-        item: QueueItem,
-        recipients: tuple[RecipientState, ...],
-        message: bytes,
-        outcomes: dict[str, Outcome],
-    ) -> None:
-        s = self.settings
+    def _refusal(
+        self, item: QueueItem, recipients: tuple[RecipientState, ...], wire: bytes
+    ) -> Outcome | None:
+        """A permanent outcome for a message this server cannot take at all, else None."""
         caps = self.capabilities
         if _needs_utf8(item, recipients) and "SMTPUTF8" not in caps:
             text = f"SMTPUTF8 is required, but was not offered by host {self.remote}"
-            for r in recipients:
-                outcomes[r.address] = Outcome.permanent(text, "5.6.7", self.host_name)
-            return
-        wire = to_wire(message)
+            return Outcome.permanent(text, "5.6.7", self.host_name)
         size_limit = caps.get("SIZE", "")
         if size_limit.isdigit() and int(size_limit) and len(wire) > int(size_limit):
             text = f"message size {len(wire)} exceeds size limit {size_limit} of server {self.remote}"
-            for r in recipients:
-                outcomes[r.address] = Outcome.permanent(text, "5.3.4", self.host_name)
-            return
+            return Outcome.permanent(text, "5.3.4", self.host_name)
+        return None
+
+    def _envelope(
+        self, item: QueueItem, recipients: tuple[RecipientState, ...], wire: bytes
+    ) -> list[str]:
+        """MAIL FROM with its parameters, then one RCPT TO per recipient."""
+        caps = self.capabilities
         params = []
         if "SIZE" in caps:
             params.append(f"SIZE={len(wire)}")
@@ -505,16 +535,61 @@ class SMTPSession:
                 kind, _, value = orcpt.partition(";")
                 rcpt += f" ORCPT={kind};{xtext(value)}"
             commands.append(rcpt)
+        return commands
+
+    def _announce(self, take_next: NextJob | None) -> None:
+        """Send the next message's MAIL, RCPTs and DATA behind this one's content."""
+        if (
+            take_next is None
+            or "PIPELINING" not in self.capabilities
+            or self.transactions >= self.settings.max_messages_per_connection
+        ):
+            return
+        following = take_next()
+        if following is None:
+            return
+        item, recipients, message = following
+        wire = to_wire(message)
+        if self._refusal(item, recipients, wire) is not None:
+            return  # answered without a word to the server when its turn comes
+        commands = self._envelope(item, recipients, wire) + ["DATA"]
+        self.protocol.send("".join(c + "\r\n" for c in commands).encode("utf-8"))
+        self._announced = _Announced(item, wire)
+
+    async def _transaction(
+        self,
+        item: QueueItem,
+        recipients: tuple[RecipientState, ...],
+        message: bytes,
+        outcomes: dict[str, Outcome],
+        take_next: NextJob | None,
+    ) -> None:
+        s = self.settings
+        caps = self.capabilities
+        announced, self._announced = self._announced, None
+        if announced is not None:
+            wire = announced.wire  # MAIL, RCPTs and DATA went out behind the last message
+        else:
+            wire = to_wire(message)
+            refusal = self._refusal(item, recipients, wire)
+            if refusal is not None:
+                for r in recipients:
+                    outcomes[r.address] = refusal
+                return
+        after_failure = self.dirty  # the last transaction did not end well
         self.dirty = True
         self.transactions += 1
         pipelining = "PIPELINING" in caps
-        if pipelining:
-            # RFC 2920 3.1: MAIL, every RCPT and DATA go in one write; replies come in order.
-            self.protocol.send("".join(c + "\r\n" for c in commands + ["DATA"]).encode("utf-8"))
+        if announced is not None or pipelining:
+            if announced is None:
+                # RFC 2920 3.1: MAIL, every RCPT and DATA go in one write; replies come in order.
+                commands = self._envelope(item, recipients, wire) + ["DATA"]
+                self.protocol.send("".join(c + "\r\n" for c in commands).encode("utf-8"))
             mail = await self.protocol.expect(s.command_timeout)
             rcpt_replies = [await self.protocol.expect(s.command_timeout) for _ in recipients]
             data = await self.protocol.expect(s.data_init_timeout)
         else:
+            commands = self._envelope(item, recipients, wire)
             mail = await self._command(commands[0], s.command_timeout)
             rcpt_replies = []
             if mail.code == 250:
@@ -526,6 +601,10 @@ class SMTPSession:
             if data is not None and data.code == 354:
                 await self._finish_empty_data()
             bad = self._outcome(mail, "MAIL FROM")
+            if announced is not None and after_failure:
+                # Sent before the last message's end was answered, which went wrong: the
+                # server may not have been ready for it. Only a fresh try can tell.
+                bad = Outcome.transient(bad.reply, "4.0.0", self.host_name)
             for r in recipients:
                 outcomes[r.address] = bad
             return
@@ -535,7 +614,7 @@ class SMTPSession:
                 accepted.append(r)
             else:
                 outcomes[r.address] = self._outcome(reply, "RCPT TO")
-        if not pipelining:
+        if data is None and not pipelining:
             data = await self._command("DATA", s.data_init_timeout) if accepted else None
         assert data is not None or not accepted
         if data is None:
@@ -548,6 +627,7 @@ class SMTPSession:
             await self._finish_empty_data()
             return
         await BodyWriter(self.protocol, wire, s.data_block_timeout).run()
+        self._announce(take_next)
         final = await self.protocol.expect(s.data_end_timeout)
         for r in accepted:
             outcomes[r.address] = self._outcome(final, "end of DATA")

@@ -148,13 +148,28 @@ class RemoteAgent:
     async def _worker(self, dest: _Destination) -> None:
         session: SMTPSession | None = None
         holding = False
+        # A job taken off the queue whose MAIL, RCPTs and DATA already went out on the
+        # session behind the previous message (RFC 2920): it is sent next.
+        carried: tuple[DeliveryJob, defer.Deferred[dict[str, Outcome]]] | None = None
+
+        def take_next() -> tuple[Any, tuple[Any, ...], bytes] | None:
+            nonlocal carried
+            if carried is not None or self._stopping or not dest.jobs:
+                return None
+            carried = dest.jobs.popleft()
+            job = carried[0]
+            return job.item, job.recipients, job.message
+
         try:
             while not self._stopping:
-                if not dest.jobs:
+                if carried is not None:
+                    (job, d), carried = carried, None
+                elif not dest.jobs:
                     if session is None or not session.usable or not await self._idle(dest):
                         break
                     continue
-                job, d = dest.jobs.popleft()
+                else:
+                    job, d = dest.jobs.popleft()
                 if session is None or not session.usable:
                     if session is not None:
                         await self._close(session)
@@ -174,27 +189,36 @@ class RemoteAgent:
                         break
                 outcomes: dict[str, Outcome] | None = None
                 try:
-                    outcomes = await session.send(job.item, job.recipients, job.message)
+                    outcomes = await session.send(job.item, job.recipients, job.message, take_next)
                 except SessionFailed:
                     # The kept-open connection went stale (RSET failed): one fresh try.
                     await self._close(session)
                     session = None
                     try:
                         session = await self._connect(job)
-                        outcomes = await session.send(job.item, job.recipients, job.message)
+                        outcomes = await session.send(
+                            job.item, job.recipients, job.message, take_next
+                        )
                     except (RoutingError, SessionFailed, LoopDetected) as e:
                         self._fail_destination(dest, job, d, e)
                         continue
                 self._log(job, session, outcomes)
                 d.callback(outcomes)
+                # The next message's content goes out only after these outcomes are durable,
+                # so a crash sends at most the one message in flight twice.
                 if job.committed is not None and not job.committed.called:
                     await _observe(job.committed)
         except Exception:  # noqa: BLE001 - a worker must never leave its jobs hanging
             log.failure("relay worker for {dest} crashed", dest=dest.key)
+            if carried is not None:
+                dest.jobs.appendleft(carried)
+                carried = None
             while dest.jobs:
                 job, d = dest.jobs.popleft()
                 d.callback(_all(job, Outcome.transient("internal error in relay worker")))
         finally:
+            if carried is not None:
+                dest.jobs.appendleft(carried)  # not sent: shutting down (answered below)
             if self._stopping:
                 while dest.jobs:
                     job, d = dest.jobs.popleft()
