@@ -5,7 +5,10 @@
     2026-11-23T18:50:00Z delivered id=1a2b to=alice@example.test folder=INBOX
 
 to ``data_dir/.mailsuite/mail.log`` and emits the same as a structured ``twisted.logger``
-event (namespace ``mailsuite.maillog``; fields ``mail_event`` and ``mail_fields``). Values with
+event (namespace ``mailsuite.maillog``, level debug; fields ``mail_event`` and
+``mail_fields``). The event is at debug level so that the server log does not repeat every
+line of the mail log: formatting it for twistd's text log cost more than the rest of the
+event (``twist --log-level=debug`` shows them; any observer still receives them). Values with
 spaces, quotes or ``=`` are quoted; control characters are escaped, so a line is always one line.
 Fields whose name suggests a secret (password, auth data, tokens) are written as ``<redacted>``.
 ``reopen()`` (on SIGHUP) lets logrotate move the file away.
@@ -13,6 +16,7 @@ Fields whose name suggests a secret (password, auth data, tokens) are written as
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -42,15 +46,24 @@ def _value(value: Any) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+@functools.lru_cache(maxsize=256)
+def _is_secret(key: str) -> bool:
+    return _SECRET.search(key) is not None
+
+
 def _redact(fields: dict[str, Any]) -> dict[str, Any]:
-    return {k: (REDACTED if _SECRET.search(k) else v) for k, v in fields.items()}
+    return {k: (REDACTED if _is_secret(k) else v) for k, v in fields.items()}
+
+
+def _join(event: str, redacted: dict[str, Any]) -> str:
+    parts = [_value(event)]
+    parts.extend(f"{k}={_value(v)}" for k, v in redacted.items())
+    return " ".join(parts)
 
 
 def format_body(event: str, fields: dict[str, Any]) -> str:
     """``event key=value ...`` with secrets redacted and values quoted where needed."""
-    parts = [_value(event)]
-    parts.extend(f"{k}={_value(v)}" for k, v in _redact(fields).items())
-    return " ".join(parts)
+    return _join(event, _redact(fields))
 
 
 def format_line(event: str, fields: dict[str, Any], when: float) -> str:
@@ -68,18 +81,24 @@ class MailLog:
         self.path = Path(path) if path is not None else None
         self._clock = clock
         self._file: IO[str] | None = None
+        self._stamp_second = -1
+        self._stamp = ""
 
     def _now(self) -> float:
         return self._clock.seconds() if self._clock is not None else time.time()
 
     def log(self, event: str, /, **fields: Any) -> None:
         """Write one line ``<time> event key=value ...`` (secrets redacted)."""
-        body = format_body(event, fields)
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._now()))
-        line = f"{stamp} {body}"
+        redacted = _redact(fields)
+        body = _join(event, redacted)
+        second = int(self._now())
+        if second != self._stamp_second:  # formatted once per second
+            self._stamp_second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+        line = f"{self._stamp} {body}"
         # twistd's log has its own time stamp: the structured event carries the body only.
-        self._tracer.info("{mail_line}", mail_line=body, mail_event=event,
-                          mail_fields=_redact(fields))
+        self._tracer.debug("{mail_line}", mail_line=body, mail_event=event,
+                           mail_fields=redacted)
         if self.path is None:
             return
         try:
