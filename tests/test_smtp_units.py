@@ -277,3 +277,14 @@ class ProtocolFuzzTests(unittest.TestCase):
         self.assertEqual(lines[-1], "")
         for line in lines[:-1]:
             self.assertRegex(line, _REPLY_LINE)
+
+
+def test_queue_ids_are_unique_and_time_ordered() -> None:
+    from mailsuite.smtp.headers import QueueIds
+
+    ids = QueueIds()
+    same_ms = [ids.make(1_700_000_000.5) for _ in range(1000)]
+    later = ids.make(1_700_000_001.0)
+    other = QueueIds().make(1_700_000_000.5)
+    assert len(set(same_ms)) == 1000 and other not in same_ms
+    assert later[:7] > same_ms[0][:7]

@@ -23,9 +23,9 @@ from mailsuite.smtp import replies
 from mailsuite.smtp.data import MessageBody
 from mailsuite.smtp.headers import (
     DateCache,
+    QueueIds,
     TraceInfo,
     completion_headers,
-    new_queue_id,
     received_header,
 )
 from mailsuite.smtp.replies import Reply
@@ -49,13 +49,14 @@ class MessageIntake:
         self._hostname = hostname
         self._delivery = delivery or LocalDelivery(ctx.store, ctx.accounts)
         self._dates = DateCache()
+        self._queue_ids = QueueIds()
 
     async def accept(self, session: Session, envelope: Envelope, body: MessageBody) -> Reply:
         """Deliver / queue the message; see the module docstring."""
         ctx = self._ctx
         now = ctx.reactor.seconds()
         date = self._dates.format(now)
-        queue_id = new_queue_id(now)
+        queue_id = self._queue_ids.make(now)
         sender = envelope.sender or ""
         single = envelope.recipients[0].address if len(envelope.recipients) == 1 else None
         trace = TraceInfo(
