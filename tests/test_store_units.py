@@ -164,7 +164,8 @@ def test_arrival_key_orders_names_as_they_were_made():
     maker = filenames.NameMaker("host.test")
     made = [maker.make(1_700_000_000 + n * 0.000013, 10) for n in range(200)]
     assert sorted(made) != made  # unpadded numbers: plain string order is wrong
-    assert sorted(reversed(made), key=filenames.arrival_key) == made
+    shuffled = made[100:] + made[:100]
+    assert sorted(shuffled, key=filenames.arrival_key) == made
 
 
 def test_arrival_key_takes_names_of_other_shapes():
@@ -174,3 +175,52 @@ def test_arrival_key_takes_names_of_other_shapes():
         "1700000000.M5P1Q2.host",
         "1700000001.123_4.host",
     ]
+
+
+def _folder(tmp_path):
+    for sub in ("tmp", "new", "cur"):
+        (tmp_path / sub).mkdir()
+    return str(tmp_path)
+
+
+def test_writer_gives_an_unnamed_file_its_name_when_complete(tmp_path):
+    from mailsuite.store.writer import MessageWriter
+
+    writer = MessageWriter()
+    writer.deliver(_folder(tmp_path), [b"a\r\n", b"b\r\n"], "1.M1P1Q1.h,S=6", "new", True, 1e9)
+    if writer._unnamed is not True:
+        pytest.skip("this file system has no O_TMPFILE")
+    assert (tmp_path / "new" / "1.M1P1Q1.h,S=6").read_bytes() == b"a\r\nb\r\n"
+    assert (tmp_path / "new" / "1.M1P1Q1.h,S=6").stat().st_mtime == 1e9
+    assert os.listdir(tmp_path / "tmp") == []
+
+
+@pytest.mark.parametrize("failing", ["open", "link"])
+def test_writer_falls_back_to_tmp_names(tmp_path, monkeypatch, failing):
+    import errno
+
+    from mailsuite.store import writer as writer_module
+
+    real_open, real_link = os.open, os.link
+    renames = []
+
+    def no_tmpfile_open(path, flags, *args, **kwargs):
+        if failing == "open" and flags & getattr(os, "O_TMPFILE", 0) == getattr(os, "O_TMPFILE", -1):
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+        return real_open(path, flags, *args, **kwargs)
+
+    def no_proc_link(src, dst, *args, **kwargs):
+        if failing == "link" and str(src).startswith("/proc/self/fd/"):
+            raise OSError(errno.ENOENT, "No such file or directory")
+        return real_link(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_tmpfile_open)
+    monkeypatch.setattr(os, "link", no_proc_link)
+    monkeypatch.setattr(os, "rename", lambda a, b: (renames.append(a), os.replace(a, b))[1])
+    writer = writer_module.MessageWriter()
+    for n in range(2):
+        writer.deliver(_folder(tmp_path) if n == 0 else str(tmp_path), [b"x\r\n"], f"{n}.M1", "new",
+                       True, None)
+    assert sorted(os.listdir(tmp_path / "new")) == ["0.M1", "1.M1"]
+    assert os.listdir(tmp_path / "tmp") == []
+    assert len(renames) == 2 and writer._unnamed is False  # tried once, then tmp/ names only
