@@ -246,6 +246,11 @@ def dns_records(config: Config, domains: Sequence[str]) -> str:
         found = [_port_of(d) for d in getattr(config.listen, name)]
         ports[name] = next((p for p in found if p), None)
     smarthost = config.relay.smarthost.rsplit(":", 1)[0] if config.relay.smarthost else ""
+    signer = None
+    if config.dkim.enabled:
+        from mailsuite.dkim import DkimSigner
+
+        signer = DkimSigner(config.state_dir / "dkim", config.dkim)
     for domain in domains:
         out += ["", f"; --- {domain}", f"{domain}.\tIN MX\t10 {host}."]
         if smarthost:
@@ -255,10 +260,15 @@ def dns_records(config: Config, domains: Sequence[str]) -> str:
                     f'{domain}.\tIN TXT\t"v=spf1 include:<your provider\'s SPF domain> -all"']
         else:
             out.append(f'{domain}.\tIN TXT\t"v=spf1 mx -all"')
+        if signer is not None:
+            out += ["; DKIM: the public half of the key mailsuite signs this domain's mail with.",
+                    signer.dns_record(domain),
+                    "; DMARC: start with p=none, read the reports sent to rua, then raise the",
+                    "; policy to p=quarantine or p=reject."]
+        else:
+            out += ["; DMARC: [dkim] is off, so DMARC passes on SPF alignment alone (forwarded",
+                    "; mail then fails it). Start with p=none and read the reports sent to rua."]
         out += [
-            "; DMARC: mailsuite does not sign with DKIM, so DMARC passes on SPF alignment alone",
-            "; (forwarded mail then fails it). Start with p=none, read the reports sent to rua,",
-            "; then raise to p=quarantine.",
             f'_dmarc.{domain}.\tIN TXT\t"v=DMARC1; p=none; rua=mailto:postmaster@{domain}"',
             "; RFC 6186 / RFC 8314 service records, so mail clients find the servers:",
         ]

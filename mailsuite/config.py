@@ -92,6 +92,23 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class DkimSettings:
+    """``[dkim]``: DKIM signing of mail our users submit, for their own domains (mailsuite.dkim)."""
+
+    enabled: bool = True
+    selector: str = "mailsuite"  # the key is published at <selector>._domainkey.<domain>
+    key_bits: int = 2048  # RSA size of new keys (RFC 8301: 1024 at least, 2048 advised)
+
+    def __post_init__(self) -> None:
+        label = self.selector
+        if not (0 < len(label) <= 63 and label.replace("-", "").isalnum() and label.isascii()
+                and not label.startswith("-") and not label.endswith("-")):
+            raise ValueError(f"selector: {label!r} is not a DNS label (letters, digits, -)")
+        if not 1024 <= self.key_bits <= 4096:
+            raise ValueError(f"key_bits: {self.key_bits} is outside 1024..4096 (RFC 8301)")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of one server."""
 
@@ -107,6 +124,7 @@ class Config:
     imap: ImapSettings = field(default_factory=ImapSettings)
     pop3: Pop3Settings = field(default_factory=Pop3Settings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    dkim: DkimSettings = field(default_factory=DkimSettings)
 
     @property
     def state_dir(self) -> Path:
@@ -138,6 +156,7 @@ TABLES: dict[str, type] = {
     "relay": RelaySettings,
     "imap": ImapSettings,
     "pop3": Pop3Settings,
+    "dkim": DkimSettings,
     "store": StoreSettings,
 }
 TOP_LEVEL = ("hostname", "data_dir", "domains")

@@ -28,6 +28,7 @@ class ServerContext:
     - ``throttle``: a ``mailsuite.auth.LoginThrottle`` shared by SMTP AUTH, POP3 and IMAP.
     - ``maillog``: a ``mailsuite.maillog.MailLog``, one line per mail event.
     - ``reactor``: the reactor (also the clock for timeouts).
+    - ``dkim``: a ``mailsuite.dkim.DkimSigner`` for submitted mail, or None (``[dkim]`` off).
     """
 
     config: Any
@@ -42,3 +43,4 @@ class ServerContext:
     # The POP3 session registry (maildrop locks, RFC 2449 IN-USE) shared by the 110 and 995
     # listeners of this process; created by ``mailsuite.pop3.service.pop3_factory``.
     pop3_sessions: Any = None
+    dkim: Any = None

@@ -279,6 +279,22 @@ def _tls_settings(config: Config, cert: Path, key: Path) -> Any:
         raise ConfigError(f"{config.source}: {exc}") from None
 
 
+def _dkim_signer(config: Config, domains: Any) -> Any:
+    """The DKIM signer, with a key for every local domain made now: still as root, before
+    privileges drop, so that the state directory's hand-over covers them."""
+    if not config.dkim.enabled:
+        return None
+    from mailsuite.dkim import DkimSigner
+
+    signer = DkimSigner(config.state_dir / "dkim", config.dkim)
+    try:
+        for domain in sorted(domains):
+            signer.key(domain)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{config.source}: dkim: {exc}") from None
+    return signer
+
+
 def build(config: Config, reactor: Any, uid: int | None = None,
           gid: int | None = None) -> MailsuiteService:
     """The whole server for ``config`` (not started)."""
@@ -318,6 +334,7 @@ def build(config: Config, reactor: Any, uid: int | None = None,
         config=config, accounts=accounts, store=store, spool=None,
         portal=make_portal(accounts, store), tls=tls, throttle=LoginThrottle(reactor),
         maillog=MailLog(config.mail_log_path, reactor), reactor=reactor,
+        dkim=_dkim_signer(config, accounts.local_domains()),
     )
     ctx.spool, relay_service = make_relay(ctx)
 

@@ -48,7 +48,8 @@ TLS12_CIPHERS = (
 )
 
 
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
+def atomic_write(path: Path, data: bytes, mode: int) -> None:
+    """Write a small file durably: tmp file with ``mode``, fsync, rename over ``path``."""
     fd, tmp = tempfile.mkstemp(prefix="." + path.name, dir=path.parent)
     try:
         os.fchmod(fd, mode)
@@ -118,8 +119,8 @@ def ensure_certificate(directory: Path | str, hostname: str) -> tuple[Path, Path
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _atomic_write(key_path, key_pem, 0o600)
-    _atomic_write(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    atomic_write(key_path, key_pem, 0o600)
+    atomic_write(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     return cert_path, key_path
 
 

@@ -147,7 +147,18 @@ def test_dns_records(config):
     assert "_submission._tcp.example.test.\tIN SRV\t0 1 587 mail.example.test." in out
     assert "_pop3._tcp.example.test.\tIN SRV\t0 0 0 ." in out  # disabled: RFC 6186 "not offered"
     assert "_imaps._tcp.example.test.\tIN SRV\t0 1 8993 mail.example.test." in out
-    assert "p=none" in out  # no DKIM signing yet: DMARC starts in monitoring mode
+    assert "p=none" in out  # DMARC starts in monitoring mode
+    # DKIM: the key is made on first use and its public half printed; the same on a second run.
+    assert 'mailsuite._domainkey.example.test.\tIN TXT\t( "v=DKIM1; k=rsa; " "p=MII' in out
+    assert (config.parent / "data" / ".mailsuite" / "dkim" / "example.test.mailsuite.pem").exists()
+    assert run(config, "dns")[1] == out
+
+
+def test_dns_records_without_dkim(tmp_path, config):
+    off = tmp_path / "nodkim.toml"
+    off.write_text(config.read_text() + "\n[dkim]\nenabled = false\n")
+    code, out, _ = run(off, "dns")
+    assert code == 0 and "_domainkey" not in out and "[dkim] is off" in out
 
 
 def test_dns_records_with_a_smarthost_name_the_provider_in_spf(tmp_path, config):

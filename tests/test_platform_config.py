@@ -92,6 +92,8 @@ def test_config_is_frozen(tmp_path):
     ('smtp = 5\n', r"mailsuite.toml: smtp: expected a table"),
     ('hostname = "a b"\n', r"mailsuite.toml: hostname: "),
     ('hostname = \n', r"mailsuite.toml: TOML syntax error"),
+    ('[dkim]\nselector = "a.b"\n', r"mailsuite.toml: \[dkim\]: selector: 'a.b' is not a DNS label"),
+    ('[dkim]\nkey_bits = 512\n', r"mailsuite.toml: \[dkim\]: key_bits: 512 is outside"),
 ])
 def test_bad_config_names_file_key_and_problem(tmp_path, text, pattern):
     with pytest.raises(ConfigError, match=pattern):
