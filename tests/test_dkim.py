@@ -127,3 +127,61 @@ def test_signing_domain_is_the_from_domain_when_it_is_ours(signer: DkimSigner) -
     assert signer.signing_domain(b"From: x@other.test\r\n\r\n", ours) is None
     assert signer.signing_domain(b"Subject: no from\r\n\r\n", ours) is None
     assert signer.signing_domain(b"From: a@example.test, b@example.test\r\n\r\n", ours) is None
+
+
+# --- end to end: a desktop client submits, the recipient's copy carries a valid signature ----
+
+ALICE, BOB, PASSWORD = "alice@example.test", "bob@example.test", "dkim test secret"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from harness import MailServer
+
+    mail_server = MailServer(tmp_path_factory.mktemp("dkim-server"))
+    mail_server.start()
+    try:
+        mail_server.add_user(ALICE, PASSWORD)
+        mail_server.add_user(BOB, PASSWORD)
+        yield mail_server
+    finally:
+        mail_server.stop()
+
+
+def submit_and_fetch(server, from_header: str, subject: str) -> bytes:  # type: ignore[no-untyped-def]
+    import imaplib
+    import smtplib
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = from_header, BOB, subject
+    msg.set_content("Signed on the way out.  \n\n\n")
+    with smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=30) as smtp:
+        smtp.starttls(context=server.ssl_context(check_hostname=False))
+        smtp.login(ALICE, PASSWORD)
+        smtp.send_message(msg, from_addr=ALICE)
+    imap = imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"],
+                             ssl_context=server.ssl_context(check_hostname=False), timeout=30)
+    imap.login(BOB, PASSWORD)
+    imap.select("INBOX")
+    _, found = imap.search(None, "SUBJECT", f'"{subject}"')
+    _, fetched = imap.fetch(found[0].split()[-1], "(BODY.PEEK[])")
+    imap.logout()
+    return fetched[0][1]
+
+
+def test_submitted_mail_is_signed_and_dkimpy_verifies_it(server) -> None:  # type: ignore[no-untyped-def]
+    delivered = submit_and_fetch(server, f"Alice <{ALICE}>", "signed e2e")
+    assert b"\r\nDKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.test;" in (
+        delivered.replace(b";\r\n\t", b"; "))
+    dns = server.cli("dns", "example.test")
+    assert dns.returncode == 0, dns.stderr
+    line = next(x for x in dns.stdout.splitlines() if x.startswith("mailsuite._domainkey."))
+    record = "".join(re.findall(r'"([^"]*)"', line)).encode()
+    # The verifier reads the published record (as a receiving server would from DNS).
+    assert dkimpy.verify(delivered, dnsfunc=lambda name, timeout=5: record)
+
+
+def test_mail_from_a_foreign_domain_is_not_signed(server) -> None:  # type: ignore[no-untyped-def]
+    delivered = submit_and_fetch(server, "Alice <alice@elsewhere.test>", "unsigned e2e")
+    assert b"DKIM-Signature" not in delivered
