@@ -280,25 +280,38 @@ class MaildirAccount:
         size = sum(len(c) for c in chunks)
         self.check_quota(size, 1)
         base = store.names.make(store.clock.seconds(), size)
-        fsync = store.settings.fsync
-        await threads.deferToThreadPool(
-            store.reactor,
-            store.threadpool,
-            store.writer.deliver,
-            state.dir,
-            chunks,
-            base,
-            "new",
-            fsync,
-            None,
-            False,  # new/ is fsynced below, once for all deliveries finishing meanwhile
-        )
-        if fsync:
+        # new/ is fsynced below, once for all deliveries finishing meanwhile.
+        await self._write_file(state, chunks, base, "new", None)
+        if store.settings.fsync:
             try:
                 await store.dir_sync.sync(os.path.join(state.dir, "new"))
             except OSError as exc:
                 raise TemporaryStoreError(f"fsync failed: {exc.strerror}") from exc
         self.usage_adjust(size, 1)
+
+    def _write_file(
+        self,
+        state: FolderState,
+        chunks: list[bytes],
+        filename: str,
+        subdir: str,
+        mtime: float | None,
+    ) -> Any:
+        """In the thread pool: the message file, fsynced, under its name in ``subdir``; the
+        caller fsyncs ``subdir`` (shared with other deliveries)."""
+        store = self.store
+        return threads.deferToThreadPool(
+            store.reactor,
+            store.threadpool,
+            store.writer.deliver,
+            state.dir,
+            chunks,
+            filename,
+            subdir,
+            store.settings.fsync,
+            mtime,
+            False,
+        )
 
     def add_message(
         self,
@@ -332,18 +345,8 @@ class MaildirAccount:
             filename, subdir = base, "new"
         state.incoming.add(base)
         try:
-            await threads.deferToThreadPool(
-                store.reactor,
-                store.threadpool,
-                store.writer.deliver,
-                state.dir,
-                chunks,
-                filename,
-                subdir,
-                store.settings.fsync,
-                internal_date,
-                False,  # new/ (or cur/) is fsynced once per batch by commit()
-            )
+            # new/ (or cur/) is fsynced once per batch by commit().
+            await self._write_file(state, chunks, filename, subdir, internal_date)
             infos = await state.commit([(base, filename, subdir == "new", size, idate)])
         finally:
             state.incoming.discard(base)
