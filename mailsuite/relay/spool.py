@@ -169,7 +169,7 @@ class Spool:
         self._counter = 0
         self._node = secrets.token_hex(3)  # tells apart two processes sharing the directory
         self._sync_waiters: list[defer.Deferred[None]] = []
-        self._doomed: list[str] = []  # ids to unlink in the next directory sync
+        self._doomed: list[str] = []  # envelopes unlinked, to be made durable by the next sync
         self._syncing = False
         self._litter: list[str] = []  # removed items whose message file is still there
         self._sweeping = False
@@ -283,12 +283,7 @@ class Spool:
             if doomed and not isinstance(result, Failure):
                 self._sweep(doomed)
 
-        self._io(self._unlink_and_sync, doomed).addBoth(done)
-
-    def _unlink_and_sync(self, doomed: list[str]) -> None:
-        for queue_id in doomed:
-            self.envelope_path(queue_id).unlink(missing_ok=True)
-        _fsync_dir(self.directory)
+        self._io(_fsync_dir, self.directory).addBoth(done)
 
     # --- message files of removed items, swept behind the commit ------------------------
 
@@ -336,9 +331,9 @@ class Spool:
     def remove(self, queue_id: str) -> defer.Deferred[None]:
         """Delete an item: the envelope first (the commit), then the message.
 
-        The envelope's unlink rides on the next group-committed directory fsync (one trip to
-        the thread pool for every removal made meanwhile); the Deferred fires once that fsync
-        is done. The message file goes afterwards, off that path: a message file left without
+        The envelope is unlinked at once and made durable by the next group-committed
+        directory fsync (one trip to the thread pool for every removal made meanwhile); the
+        Deferred fires once that fsync is done. The message file goes afterwards, off that path: a message file left without
         its envelope by a crash is removed at the next load, like an unfinished enqueue.
         """
         self.items.pop(queue_id, None)
@@ -346,6 +341,10 @@ class Spool:
         return lock.run(self._unlink_synced, queue_id)
 
     def _unlink_synced(self, queue_id: str) -> defer.Deferred[None]:
+        # On the reactor thread: one small unlink costs less than handing it to a thread, where
+        # every system call waits for the reactor to let go of the GIL (measured: ~0.5 ms per
+        # unlink in the pool under load, 0.1 ms inline). The fsync stays in the pool.
+        self.envelope_path(queue_id).unlink(missing_ok=True)
         self._doomed.append(queue_id)
         return self.sync_directory()
 
