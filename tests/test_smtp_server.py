@@ -74,6 +74,47 @@ def test_submitted_message_is_fetched_with_pop3(server: MailServer) -> None:
     assert any(b"Subject: via pop3" in body for body in bodies)
 
 
+def _wait_for_message(server: MailServer, user: str, subject: str, timeout: float = 30.0) -> bytes:
+    """The first message in ``user``'s INBOX whose subject has ``subject``, waiting in IDLE
+    for new arrivals while there is none (bounded by the socket timeout)."""
+    imap = imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"], timeout=timeout,
+                             ssl_context=server.ssl_context(check_hostname=False))
+    imap.login(user, PASSWORD)
+    imap.select("INBOX")
+    while not (found := imap.search(None, "SUBJECT", f'"{subject}"')[1][0].split()):
+        imap.send(b"w IDLE\r\n")
+        assert imap.readline().startswith(b"+")
+        line = imap.readline()
+        while not line.endswith(b"EXISTS\r\n"):
+            assert line, "the server closed the connection"
+            line = imap.readline()
+        imap.send(b"DONE\r\n")
+        while not imap.readline().startswith(b"w OK"):
+            pass
+    _, fetched = imap.fetch(found[0], "(BODY.PEEK[])")
+    imap.logout()
+    return fetched[0][1]
+
+
+def test_notify_success_for_a_local_recipient_sends_a_delivered_report(server: MailServer) -> None:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = ALICE, BOB, "please confirm"
+    msg.set_content("Tell me when it is in Bob's mailbox.\n")
+    with smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=30) as smtp:
+        smtp.starttls(context=server.ssl_context(check_hostname=False))
+        smtp.login(ALICE, PASSWORD)
+        smtp.send_message(msg, rcpt_options=["NOTIFY=SUCCESS"])
+    report = _wait_for_message(server, ALICE, "Successful Mail Delivery Report")
+    assert b"report-type=delivery-status" in report
+    assert b"Action: delivered" in report and b"Final-Recipient: rfc822; bob@example.test" in report
+    imap = imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"],
+                             ssl_context=server.ssl_context(check_hostname=False))
+    imap.login(BOB, PASSWORD)
+    imap.select("INBOX")
+    assert imap.search(None, "SUBJECT", '"please confirm"')[1][0]  # and Bob has the message
+    imap.logout()
+
+
 def test_mail_log_records_the_submission(server: MailServer) -> None:
     _submit(server, "logged")
     log = Path(server.data_dir, ".mailsuite", "mail.log").read_text()

@@ -83,6 +83,8 @@ class MessageIntake:
         size = body.size
 
         targets, remote = self._route(envelope)
+        if sender:
+            targets, remote = self._success_notices_through_the_queue(targets, remote)
         delivered, temporary, permanent = await self._deliver_locally(targets, message, sender)
         to_spool = list(remote)
         for target in temporary:
@@ -152,6 +154,20 @@ class MessageIntake:
                     seen_remote.add(address)
                     remote.append(self._spool_recipient(address, rcpt))
         return list(targets.values()), remote
+
+    def _success_notices_through_the_queue(
+        self, targets: list[_LocalTarget], remote: list[SpoolRecipient]
+    ) -> tuple[list[_LocalTarget], list[SpoolRecipient]]:
+        """Local recipients with NOTIFY=SUCCESS are delivered by the relay, which sends the
+        RFC 3464 "delivered" notice after the copy is in the mailbox (as Postfix's local agent
+        does); the others are delivered here at once."""
+        direct, queued = [], list(remote)
+        for target in targets:
+            if any(n.upper() == "SUCCESS" for n in target.recipient.notify):
+                queued.append(self._spool_recipient(target.user, target.recipient))
+            else:
+                direct.append(target)
+        return direct, queued
 
     @staticmethod
     def _spool_recipient(address: str, rcpt: Recipient) -> SpoolRecipient:
