@@ -95,5 +95,5 @@ class AuthCommands:
 
     def _log_auth(self, user: str | None, result: str) -> None:
         self.server.ctx.maillog.log(
-            "auth", client=self.session.peer_ip, user=user, result=result
+            "auth", service="smtp", client=self.session.peer_ip, user=user, result=result
         )

@@ -116,7 +116,8 @@ class MessageBody:
         if self.bare_newline:
             return replies.BARE_NEWLINE_IN_DATA
         if self.line_too_long:
-            return replies.DATA_LINE_TOO_LONG
+            return replies.DATA_LINE_TOO_LONG.with_text(
+                f"Message refused: line longer than {self.max_line - 1} octets")
         if self.chunks and not self.chunks[-1].endswith(b"\n"):
             # BDAT content need not end in CRLF; complete the last line.
             self.chunks.append(b"\r\n")
