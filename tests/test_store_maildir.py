@@ -582,19 +582,20 @@ class FailingOnce(MessageWriter):
         super().write_chunks(fd, chunks)
 
 
-class HeldDirectorySync:
-    """Stands in for the thread-pool fsync of new/: the test releases each one."""
+class HeldDirectoryFsync:
+    """Stands in for the fsync of new/ (in the pool thread): blocks until the test says."""
 
     def __init__(self):
-        self.requested = defer.Deferred()
-        self.release = defer.Deferred()
+        import threading
+
+        self.requested = threading.Event()
+        self.release = threading.Event()
         self.paths = []
 
     def __call__(self, path):
         self.paths.append(path)
-        if not self.requested.called:
-            self.requested.callback(None)
-        return self.release
+        self.requested.set()
+        assert self.release.wait(30)
 
 
 class IncomingDeliveryTests(MaildirTestCase):
@@ -610,14 +611,17 @@ class IncomingDeliveryTests(MaildirTestCase):
 
     @run
     async def test_nothing_is_acknowledged_before_new_is_fsynced(self):
-        from mailsuite.store.dirsync import DirectorySync
+        from twisted.internet import threads
 
-        held = HeldDirectorySync()
-        self.store.dir_sync = DirectorySync(held)
+        from mailsuite.store.dirsync import SharedDirectoryFsync
+
+        held = HeldDirectoryFsync()
+        self.store.dir_fsync = SharedDirectoryFsync(held)
         delivering = self.account.deliver_incoming(MESSAGE)
-        await held.requested  # the file is written, fsynced and renamed by now
+        self.assertTrue(await threads.deferToThread(held.requested.wait, 30))
+        # The file is written, fsynced and named in new/; new/ is not fsynced yet.
         self.assertEqual((len(self.files("new")), delivering.called), (1, False))
-        held.release.callback(None)
+        held.release.set()
         await delivering
         self.assertEqual(held.paths, [str(self.maildir / "new")])
 

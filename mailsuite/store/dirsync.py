@@ -1,77 +1,68 @@
 """Group commit of directory fsyncs: one ``fsync`` of ``new/`` makes many deliveries durable.
 
 A rename into ``new/`` is durable once the directory itself is fsynced. Deliveries finishing
-at the same time all wait for the same directory, so :class:`DirectorySync` runs one fsync for
-all of them: ``sync(path)`` fires after an fsync of ``path`` that *began after the call* (so it
-covers every rename the caller made before calling), and calls arriving while an fsync of
-that directory is running wait for the next one, which then covers them all. The relay spool
-does the same for its one directory (``Spool.sync_directory``).
-
-A failed fsync fails every caller of that round (none of their renames is known durable);
-the next round starts afresh.
+at the same time all wait for the same directory, so :class:`SharedDirectoryFsync` runs one
+fsync for all of them, in the thread pool where the deliveries write their files (no extra
+trip to the reactor thread). The relay spool does the same for its one directory from the
+reactor thread (``Spool.sync_directory``).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet import defer
-from twisted.python.failure import Failure
 
-FsyncRunner = Callable[[str], "defer.Deferred[Any]"]
+class SharedDirectoryFsync:
+    """Group commit for callers in the thread pool: ``sync(path)`` returns once an fsync of
+    ``path`` that began after the call has succeeded, running it itself when none is running.
 
-
-class _Round:
-    """The callers waiting for one directory: those of the running fsync and the next."""
-
-    __slots__ = ("next", "running")
-
-    def __init__(self) -> None:
-        self.running = False
-        self.next: list[defer.Deferred[None]] = []
-
-
-class DirectorySync:
-    """Batches directory fsyncs per path; see the module docstring.
-
-    ``run_fsync(path)`` does the fsync (normally in a thread pool) and returns a Deferred.
+    Each caller takes a ticket; a running fsync covers the tickets taken before it began.
+    A caller whose ticket is not covered waits while another caller's fsync runs, then runs
+    the next one itself (covering everyone who arrived meanwhile) unless someone else did.
+    When an fsync fails its caller gets the error and nobody is counted as covered: each
+    waiting caller then runs an fsync of its own and gets its own result.
     """
 
-    def __init__(self, run_fsync: FsyncRunner) -> None:
-        self._run_fsync = run_fsync
-        self._rounds: dict[str, _Round] = {}
+    def __init__(self, fsync: Callable[[str], None]) -> None:
+        self._fsync = fsync
+        self._changed = threading.Condition()
+        # path -> [tickets taken, highest ticket covered, an fsync is running]
+        self._dirs: dict[str, list[Any]] = {}
 
-    def sync(self, path: str) -> defer.Deferred[None]:
-        """Fires once an fsync of ``path`` that began after this call has succeeded."""
-        state = self._rounds.get(path)
-        if state is None:
-            state = self._rounds[path] = _Round()
-        waiter: defer.Deferred[None] = defer.Deferred()
-        state.next.append(waiter)
-        if not state.running:
-            self._start(path, state)
-        return waiter
+    def waiting(self, path: str) -> int:
+        """How many callers have not been covered yet (for tests and monitoring)."""
+        with self._changed:
+            state = self._dirs.get(path)
+            return 0 if state is None else state[0] - state[1]
 
-    def _start(self, path: str, state: _Round) -> None:
-        waiters, state.next = state.next, []
-        state.running = True
-        try:
-            done = self._run_fsync(path)
-        except Exception:  # noqa: BLE001 (reported to the waiters like a failed fsync)
-            done = defer.fail()
-        done.addBoth(self._finished, path, state, waiters)
-
-    def _finished(
-        self, result: Any, path: str, state: _Round, waiters: list[defer.Deferred[None]]
-    ) -> None:
-        state.running = False
-        if state.next:
-            self._start(path, state)
-        else:
-            del self._rounds[path]
-        for waiter in waiters:
-            if isinstance(result, Failure):
-                waiter.errback(result)
+    def sync(self, path: str) -> None:
+        """Block until ``path`` has been fsynced after this call; raise OSError if our own
+        fsync fails."""
+        with self._changed:
+            state = self._dirs.setdefault(path, [0, 0, False])
+            state[0] += 1
+            ticket = state[0]
+            self._changed.notify_all()
+            while state[1] < ticket:
+                if not state[2]:
+                    break
+                self._changed.wait()
             else:
-                waiter.callback(None)
+                return
+            state[2] = True
+            covers = state[0]
+        try:
+            self._fsync(path)
+        except BaseException:
+            with self._changed:
+                state[2] = False
+                self._changed.notify_all()
+            raise
+        with self._changed:
+            state[2] = False
+            state[1] = max(state[1], covers)
+            if state[1] == state[0]:
+                del self._dirs[path]
+            self._changed.notify_all()

@@ -46,7 +46,7 @@ from mailsuite.interfaces import (
 )
 from mailsuite.store import layout
 from mailsuite.store.base import base_of
-from mailsuite.store.dirsync import DirectorySync
+from mailsuite.store.dirsync import SharedDirectoryFsync
 from mailsuite.store.events import ChangeHub
 from mailsuite.store.filenames import INFO_SEPARATOR, NameMaker, size_from_base
 from mailsuite.store.flags import FlagInterner, normalize_flags
@@ -260,8 +260,9 @@ class MaildirAccount:
         """Deliver mail from a transport (SMTP, the relay): Deferred[None] once durable.
 
         As Dovecot's LDA does, the file is written to ``tmp/``, fsynced and renamed into
-        ``new/`` in one trip to the thread pool, then ``new/`` is fsynced once for every
-        delivery finishing meanwhile (``DirectorySync``); no UID is assigned here. The first
+        ``new/``, and ``new/`` is fsynced once for every delivery finishing meanwhile
+        (``SharedDirectoryFsync``), all in one trip to the thread pool; no UID is assigned
+        here. The first
         reader that looks at the folder assigns it (``FolderState.refresh``), as it does for
         mail dropped by any other program. When a session of this process is watching the
         folder, the message goes through ``deliver`` instead so that it is told at once.
@@ -280,14 +281,21 @@ class MaildirAccount:
         size = sum(len(c) for c in chunks)
         self.check_quota(size, 1)
         base = store.names.make(store.clock.seconds(), size)
-        # new/ is fsynced below, once for all deliveries finishing meanwhile.
-        await self._write_file(state, chunks, base, "new", None)
+        await threads.deferToThreadPool(
+            store.reactor, store.threadpool, self._write_new, state.dir, chunks, base
+        )
+        self.usage_adjust(size, 1)
+
+    def _write_new(self, folder_dir: str, chunks: list[bytes], filename: str) -> None:
+        """In the thread pool: the file, then new/ fsynced once for all deliveries finishing
+        meanwhile (``SharedDirectoryFsync``), in one trip."""
+        store = self.store
+        store.writer.deliver(folder_dir, chunks, filename, "new", store.settings.fsync, None, False)
         if store.settings.fsync:
             try:
-                await store.dir_sync.sync(os.path.join(state.dir, "new"))
+                store.dir_fsync.sync(os.path.join(folder_dir, "new"))
             except OSError as exc:
                 raise TemporaryStoreError(f"fsync failed: {exc.strerror}") from exc
-        self.usage_adjust(size, 1)
 
     def _write_file(
         self,
@@ -515,7 +523,7 @@ class MaildirStore:
         self.writer = writer or MessageWriter()
         self.names = NameMaker()
         self.hub = ChangeHub()
-        self.dir_sync = DirectorySync(self._fsync_dir_in_pool)
+        self.dir_fsync = SharedDirectoryFsync(fsync_dir)
         self.states: dict[tuple[str, str], FolderState] = {}
         self._accounts_by_user: dict[str, MaildirAccount] = {}
         self._poller: task.LoopingCall | None = None
@@ -524,9 +532,6 @@ class MaildirStore:
     @property
     def threadpool(self) -> Any:
         return self.reactor.getThreadPool()
-
-    def _fsync_dir_in_pool(self, path: str) -> Any:
-        return threads.deferToThreadPool(self.reactor, self.threadpool, fsync_dir, path)
 
     def account(self, user: str) -> MaildirAccount:
         account = self._accounts_by_user.get(user)
