@@ -133,7 +133,9 @@ class DotReaderTests(unittest.TestCase):
 
     def test_line_limit_counts_across_reads(self) -> None:
         body, _ = _read_data([b"x" * 600, b"x" * 600 + b"\r\n.\r\n"])
-        self.assertIs(body.finish(), replies.DATA_LINE_TOO_LONG)
+        refusal = body.finish()
+        self.assertEqual((refusal.code, refusal.enhanced), (554, "5.6.0"))
+        self.assertEqual(refusal.text, "Message refused: line longer than 998 octets")
 
     @given(
         st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=6),
@@ -148,8 +150,12 @@ class DotReaderTests(unittest.TestCase):
         points = sorted({min(c, len(data)) for c in cuts})
         pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)]) if b > a]
         body, _ = _read_data(pieces, line=20)
-        expected = replies.DATA_LINE_TOO_LONG if max(lengths) + 2 > 20 else None
-        self.assertIs(body.finish(), expected)
+        refusal = body.finish()
+        if max(lengths) + 2 > 20:
+            self.assertEqual(refusal, replies.DATA_LINE_TOO_LONG.with_text(
+                "Message refused: line longer than 18 octets"))
+        else:
+            self.assertIsNone(refusal)
 
 
 class PolicyTests(unittest.TestCase):
