@@ -18,8 +18,9 @@ Conventions:
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from zope.interface import Attribute, Interface
 

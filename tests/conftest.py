@@ -21,7 +21,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import MailServer
 
-
 # One scratch directory per test process, removed when the process ends: trial runs a test's
 # cleanups *before* its tearDown, so a per-test cleanup would pull the directory from under
 # tearDown code that still flushes files into it.

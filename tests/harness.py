@@ -250,7 +250,7 @@ class MailServer:
         done.set()
         return found
 
-    def ssl_context(self, check_hostname: bool = True) -> "ssl.SSLContext":
+    def ssl_context(self, check_hostname: bool = True) -> ssl.SSLContext:
         """A client context trusting only this server's certificate.
 
         Keep ``check_hostname`` when you can pass ``server_hostname=server.hostname``; stdlib

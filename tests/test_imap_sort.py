@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from test_imap_helpers import ALICE, Client, deliver, make_ctx
 
 from mailsuite.imap.cmd_sort import base_subject
-from test_imap_helpers import ALICE, Client, deliver, make_ctx
 
 
 def raw(sender: str, subject: str, date: str, body: str = "x") -> bytes:

@@ -19,10 +19,10 @@ from twisted.trial import unittest
 sys.path.insert(0, str(Path(__file__).parent))
 from dnsserver import DNSServer, TestZone, free_loopback_port
 from harness import MailServer
+from test_relay_e2e import Receiver
 
 from mailsuite.interfaces import SpoolEnvelope, SpoolRecipient
 from mailsuite.relay.spool import Spool
-from test_relay_e2e import Receiver
 
 REPO = Path(__file__).resolve().parent.parent
 

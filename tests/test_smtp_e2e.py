@@ -21,9 +21,9 @@ from twisted.trial import unittest
 
 from mailsuite.accounts import MemoryAccounts
 from mailsuite.auth import LoginThrottle, make_portal
+from mailsuite.connlimit import ConnectionLimiter
 from mailsuite.context import ServerContext
 from mailsuite.maillog import MailLog
-from mailsuite.connlimit import ConnectionLimiter
 from mailsuite.smtp.service import SMTPFactory
 from mailsuite.smtp.settings import SmtpSettings
 from mailsuite.smtp.testing import RecordingSpool

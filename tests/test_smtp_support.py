@@ -20,9 +20,9 @@ from zope.interface import alsoProvides, implementer
 
 from mailsuite.accounts import MemoryAccounts
 from mailsuite.auth import LoginThrottle
+from mailsuite.connlimit import ConnectionLimiter
 from mailsuite.context import ServerContext
 from mailsuite.interfaces import IAccountStore, Quota
-from mailsuite.connlimit import ConnectionLimiter
 from mailsuite.smtp.service import SMTPFactory
 from mailsuite.smtp.settings import SmtpSettings
 from mailsuite.smtp.testing import RecordingMailLog, RecordingSpool, StaticTLS

@@ -260,9 +260,8 @@ _FRAGMENTS = [
 class ProtocolFuzzTests(unittest.TestCase):
     @classmethod
     def setUpClass(cls) -> None:
-        from twisted.internet import task
-
         from test_smtp_support import make_context, make_factory
+        from twisted.internet import task
 
         cls.clock = task.Clock()
         cls.factory = make_factory(make_context(cls.clock))

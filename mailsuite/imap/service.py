@@ -60,7 +60,7 @@ class ImapFactory(ServerFactory):
         self.limiter.opened(host)
         return protocol
 
-    def stopFactory(self) -> None:  # noqa: N802 (Twisted name)
+    def stopFactory(self) -> None:
         """The listener is going away (server shutdown): say BYE to every client."""
         for protocol in list(self.connections):
             if not protocol.closed:
