@@ -198,7 +198,10 @@ class QueueRunner:
             for rs in groups.values()
             for i in range(0, len(rs), size)
         ]
-        await defer.gatherResults(jobs)
+        if len(jobs) == 1:
+            await jobs[0]  # the common case: one destination, no DeferredList needed
+        else:
+            await defer.gatherResults(jobs)
         if item.id in self._finished:  # every recipient accepted: already removed
             self._finished.discard(item.id)
             item.attempts += 1

@@ -120,8 +120,16 @@ _ITEM_FIELDS = tuple(f.name for f in fields(QueueItem) if f.name != "recipients"
 _RECIPIENT_FIELDS = tuple(f.name for f in fields(RecipientState))
 
 
+_FIELD_NAMES = {
+    QueueItem: frozenset(_ITEM_FIELDS) | {"recipients"},
+    RecipientState: frozenset(_RECIPIENT_FIELDS),
+}
+
+
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    names = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+    names = _FIELD_NAMES.get(cls) or frozenset(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+    if names.issuperset(data):
+        return data  # nothing unknown (the usual case): no copy
     return {k: v for k, v in data.items() if k in names}
 
 
