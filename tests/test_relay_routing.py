@@ -6,7 +6,8 @@ import random
 import sys
 from pathlib import Path
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
+from twisted.names import dns
 from twisted.trial import unittest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -132,3 +133,55 @@ class RoutingTests(unittest.TestCase):
         self.assertEqual((route.hosts[0].addresses, route.port), (("127.0.0.2",), 2525))
         self.assertTrue(route.require_tls)
         self.assertEqual(route.auth, ("u", "p"))
+
+
+class CacheTests(unittest.TestCase):
+    """Answers are kept for their TTL (60 s in the test zone), on an injected clock."""
+
+    def setUp(self) -> None:
+        self.zone = _zone()
+        self.server = DNSServer(self.zone)
+        self.server.start(reactor)
+        self.clock = task.Clock()
+        self.settings = RelaySettings(nameservers=[self.server.nameserver], dns_timeouts=[0.3])
+        self.router = Router(self.settings, make_resolver(self.settings, reactor, self.clock),
+                             "mail.a.test", random.Random(1))
+
+    def tearDown(self) -> defer.Deferred:
+        return self.server.stop()
+
+    def route(self, domain: str) -> defer.Deferred:
+        return defer.Deferred.fromCoroutine(self.router.route(domain))
+
+    @defer.inlineCallbacks
+    def test_a_second_route_within_the_ttl_asks_nothing(self):
+        first = yield self.route("b.test")
+        asked = len(self.zone.queries)
+        self.clock.advance(59)
+        second = yield self.route("b.test")
+        # MX and A answers are kept; the AAAA questions got empty answers (no records, no SOA
+        # to say for how long), so they are asked again.
+        again = self.zone.queries[asked:]
+        self.assertEqual({t for _, t in again}, {dns.AAAA})
+        self.assertEqual({h.name for h in first.hosts}, {h.name for h in second.hosts})
+
+    @defer.inlineCallbacks
+    def test_after_the_ttl_the_server_is_asked_again(self):
+        yield self.route("b.test")
+        asked = len(self.zone.queries)
+        self.clock.advance(61)
+        yield self.route("b.test")
+        self.assertGreater(len(self.zone.queries), asked)
+        self.assertIn(("b.test", dns.MX), self.zone.queries[asked:])
+
+    @defer.inlineCallbacks
+    def test_concurrent_questions_share_one_query(self):
+        yield defer.gatherResults([self.route("b.test"), self.route("b.test")])
+        self.assertEqual(self.zone.queries.count(("b.test", dns.MX)), 1)
+
+    @defer.inlineCallbacks
+    def test_errors_are_not_kept(self):
+        for _ in range(2):
+            with self.assertRaises(RoutingError):
+                yield self.route("broken.test")
+        self.assertEqual(self.zone.queries.count(("broken.test", dns.MX)), 2)
