@@ -9,7 +9,7 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from mailsuite.interfaces import ISpool, SpoolEnvelope, SpoolRecipient
-from mailsuite.relay.spool import DELIVERED, PENDING, Spool
+from mailsuite.relay.spool import DELIVERED, PENDING, Spool, read_all, removed_ids
 
 MESSAGE = b"From: a@a.test\r\nTo: b@b.test\r\nSubject: hi\r\n\r\nbody\r\n"
 
@@ -182,32 +182,51 @@ class BatchedIOTests(unittest.TestCase):
         self.failureResultOf(missing, FileNotFoundError)
         self.assertEqual(self.reactor.pool.jobs, [])
 
-    def test_removals_ride_on_one_directory_sync(self):
+    def test_removals_ride_on_one_log_write(self):
         pool = self.reactor.pool
         first = self.spool.remove(self.ids[0])
         rest = [self.spool.remove(i) for i in self.ids[1:]]
         self.assertEqual(len(pool.jobs), 1)
-        self.assertFalse(self.spool.envelope_path(self.ids[0]).exists())  # unlinked at once
-        pool.run_next()  # the fsync that makes it durable
+        pool.run_next()  # writes the first id to removed.log, fdatasync
         self.successResultOf(first)
-        self.assertNoResult(rest[0])  # they wait for a sync that began after their unlinks
-        self.assertEqual(len(pool.jobs), 2)  # the next sync, and the first message's sweep
+        self.assertEqual(removed_ids(self.dir), {self.ids[0]})
+        self.assertNoResult(rest[0])  # they wait for the next write
+        self.assertEqual(len(pool.jobs), 2)  # the next write, and the first item's sweep
         pool.run_next()
         for d in rest:
             self.successResultOf(d)
-        for queue_id in self.ids:
-            self.assertFalse(self.spool.envelope_path(queue_id).exists())
+        self.assertEqual(removed_ids(self.dir), set(self.ids))
         while pool.jobs:
             pool.run_next()
         for queue_id in self.ids:
+            self.assertFalse(self.spool.envelope_path(queue_id).exists())
             self.assertFalse(self.spool.message_path(queue_id).exists())
 
-    def test_a_message_file_left_by_a_crash_after_the_commit_goes_at_load(self):
+    def test_the_log_is_emptied_once_everything_in_it_is_swept(self):
+        pool = self.reactor.pool
+        d = self.spool.remove(self.ids[0])
+        while pool.jobs:
+            pool.run_next()
+        self.successResultOf(d)
+        self.assertEqual(removed_ids(self.dir), {self.ids[0]})
+        d = self.spool.remove(self.ids[1])  # the next write starts the log afresh
+        pool.run_next()
+        self.successResultOf(d)
+        self.assertEqual(removed_ids(self.dir), {self.ids[1]})
+
+    def test_files_left_by_a_crash_after_the_commit_go_at_load(self):
         pool = self.reactor.pool
         d = self.spool.remove(self.ids[0])
         pool.run_next()
         self.successResultOf(d)
-        self.assertTrue(self.spool.message_path(self.ids[0]).exists())  # not swept yet: "crash"
+        self.assertTrue(self.spool.envelope_path(self.ids[0]).exists())  # not swept: "crash"
+        self.assertEqual([i.id for i in read_all(self.dir)], self.ids[1:])  # the CLI skips it
         reloaded = Spool(self.dir, self.clock)
         self.assertEqual(sorted(i.id for i in reloaded.load()), self.ids[1:])
+        self.assertFalse(self.spool.envelope_path(self.ids[0]).exists())
         self.assertFalse(self.spool.message_path(self.ids[0]).exists())
+        self.assertEqual(removed_ids(self.dir), set())
+
+    def test_a_torn_last_line_of_the_log_is_not_a_removal(self):
+        (self.spool.directory / "removed.log").write_bytes(f"{self.ids[0]}\n{self.ids[1][:7]}".encode())
+        self.assertEqual(removed_ids(self.dir), {self.ids[0]})

@@ -15,7 +15,14 @@ import time
 from typing import Any
 
 from mailsuite.relay.service import control_path, spool_directory
-from mailsuite.relay.spool import PENDING, QueueItem, _write_atomic, read_all, read_item
+from mailsuite.relay.spool import (
+    PENDING,
+    QueueItem,
+    _write_atomic,
+    read_all,
+    read_item,
+    removed_ids,
+)
 
 CONTROL_TIMEOUT = 30.0
 
@@ -73,7 +80,8 @@ def list_queue(config: Any) -> list[dict[str, Any]]:
 
 def _find(config: Any, prefix: str) -> QueueItem:
     directory = spool_directory(config.data_dir)
-    matches = [p.stem for p in directory.glob(f"{prefix}*.json")] if prefix else []
+    removed = removed_ids(directory)
+    matches = [p.stem for p in directory.glob(f"{prefix}*.json") if p.stem not in removed] if prefix else []
     if len(matches) != 1:
         raise QueueError(f"no such queue id: {prefix}" if not matches else f"ambiguous id: {prefix}")
     try:

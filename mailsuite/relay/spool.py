@@ -6,11 +6,16 @@ Layout of the spool directory::
     <id>.json   the envelope: sender, recipients with per-recipient state, DSN parameters,
                 attempts, times, held flag
     tmp/        files being written
+    removed.log ids of removed items, one a line, whose files may not all be deleted yet
 
 Every write goes tmp -> fsync -> rename -> fsync(dir). The message file is written first and the
 envelope last: the envelope's rename is the commit. At load time a message without an envelope is
 an incomplete enqueue and is removed; an envelope always has its message. State updates rewrite the
 envelope the same way, so a crash leaves either the old or the new state, never a torn file.
+
+A removal's commit is its id appended to ``removed.log`` (fdatasync'ed, group-committed); both
+files are deleted afterwards in the background, and the log is emptied once everything it names is
+deleted durably. ``load()`` deletes what the log still names; the offline readers skip it.
 
 Queue ids are 24 hex digits: 13 of microseconds since the epoch, 5 of a per-process counter and
 6 random, so they sort by arrival time and never collide between two nodes sharing a directory.
@@ -44,7 +49,8 @@ FAILED = "failed"  # failed permanently (5xx, expiry); a bounce is due unless NO
 FINAL_STATES = frozenset({DELIVERED, FAILED})
 
 ENVELOPE_VERSION = 1
-READ_BATCH = 512  # message files read in one trip to the thread pool
+READ_BATCH = 512
+REMOVED_LOG = "removed.log"  # ids of removed items whose files may still be there  # message files read in one trip to the thread pool
 
 
 @dataclass
@@ -177,10 +183,15 @@ class Spool:
         self._counter = 0
         self._node = secrets.token_hex(3)  # tells apart two processes sharing the directory
         self._sync_waiters: list[defer.Deferred[None]] = []
-        self._doomed: list[str] = []  # envelopes unlinked, to be made durable by the next sync
+        self._doomed: list[str] = []  # removed ids for the next write of removed.log
+        self._removal_waiters: list[defer.Deferred[None]] = []
         self._syncing = False
-        self._litter: list[str] = []  # removed items whose message file is still there
+        self._removed_fd: int | None = None
+        self._logged = 0  # ids in removed.log since it was last emptied
+        self._unswept = 0  # ids in removed.log whose files are not surely gone yet
+        self._litter: list[str] = []  # removed ids whose files are to be deleted
         self._sweeping = False
+        self._quiet_waiters: list[defer.Deferred[None]] = []
         self._reads: list[tuple[str, defer.Deferred[bytes]]] = []
         self._reading = False
         self._listeners: list[Callable[[QueueItem], None]] = []
@@ -274,31 +285,55 @@ class Spool:
         return waiter
 
     def _start_sync(self) -> None:
-        if self._syncing or not self._sync_waiters:
+        if self._syncing or not (self._sync_waiters or self._removal_waiters):
             return
         waiters, self._sync_waiters = self._sync_waiters, []
+        removals, self._removal_waiters = self._removal_waiters, []
         doomed, self._doomed = self._doomed, []
+        # Every id written so far is swept and its unlinks are durable: start the log afresh.
+        truncate = self._unswept == 0 and self._logged > 0
+        if truncate:
+            self._logged = 0
+        self._logged += len(doomed)
         self._syncing = True
 
         def done(result: Any) -> None:
             self._syncing = False
-            for waiter in waiters:
+            if doomed and not isinstance(result, Failure):
+                self._unswept += len(doomed)
+                self._litter.extend(doomed)
+            for waiter in waiters + removals:
                 if isinstance(result, Failure):
                     waiter.errback(result)
                 else:
                     waiter.callback(None)
             self._start_sync()
-            if doomed and not isinstance(result, Failure):
-                self._sweep(doomed)
+            self._start_sweep()
+            self._check_quiet()
 
-        self._io(_fsync_dir, self.directory).addBoth(done)
+        self._io(self._commit, doomed, bool(waiters), truncate).addBoth(done)
 
-    # --- message files of removed items, swept behind the commit ------------------------
+    def _commit(self, doomed: list[str], sync_dir: bool, truncate: bool) -> None:
+        if doomed or truncate:
+            fd = self._removed_log()
+            if truncate:
+                os.ftruncate(fd, 0)
+            if doomed:
+                os.write(fd, "".join(f"{queue_id}\n" for queue_id in doomed).encode("ascii"))
+            os.fdatasync(fd)
+        if sync_dir:
+            _fsync_dir(self.directory)
 
-    def _sweep(self, queue_ids: list[str]) -> None:
-        """Delete the message files of removed items (their envelopes are gone already)."""
-        self._litter.extend(queue_ids)
-        self._start_sweep()
+    def _removed_log(self) -> int:
+        if self._removed_fd is None:
+            path = self.directory / REMOVED_LOG
+            created = not path.exists()
+            self._removed_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            if created:
+                _fsync_dir(self.directory)
+        return self._removed_fd
+
+    # --- files of removed items, swept behind the commit --------------------------------
 
     def _start_sweep(self) -> None:
         if self._sweeping or not self._litter:
@@ -309,14 +344,20 @@ class Spool:
         def done(result: Any) -> None:
             self._sweeping = False
             if isinstance(result, Failure):
-                log.failure("cannot delete spool message files", result)
+                # removed.log keeps naming them (it is not emptied): load() tries again.
+                log.failure("cannot delete the files of removed spool items", result)
+            else:
+                self._unswept -= len(batch)
             self._start_sweep()
+            self._check_quiet()
 
-        self._io(self._unlink_messages, batch).addBoth(done)
+        self._io(self._unlink_removed, batch).addBoth(done)
 
-    def _unlink_messages(self, queue_ids: list[str]) -> None:
+    def _unlink_removed(self, queue_ids: list[str]) -> None:
         for queue_id in queue_ids:
+            self.envelope_path(queue_id).unlink(missing_ok=True)
             self.message_path(queue_id).unlink(missing_ok=True)
+        _fsync_dir(self.directory)  # before the log forgets them
 
     # --- updates ---------------------------------------------------------------------
 
@@ -337,24 +378,23 @@ class Spool:
         return lock.run(write).addCallback(lambda _: self.sync_directory())
 
     def remove(self, queue_id: str) -> defer.Deferred[None]:
-        """Delete an item: the envelope first (the commit), then the message.
+        """Delete an item; the Deferred fires once the removal is durable.
 
-        The envelope is unlinked at once and made durable by the next group-committed
-        directory fsync (one trip to the thread pool for every removal made meanwhile); the
-        Deferred fires once that fsync is done. The message file goes afterwards, off that path: a message file left without
-        its envelope by a crash is removed at the next load, like an unfinished enqueue.
+        The commit is a line in ``removed.log``, written and fdatasync'ed once for every
+        removal made meanwhile (group commit, in the thread pool). The envelope and message
+        files are deleted afterwards, off that path; ``load()`` finishes the job for ids the
+        log names after a crash. The log starts afresh whenever every id in it is swept.
         """
         self.items.pop(queue_id, None)
         lock = self._locks.pop(queue_id, None) or defer.DeferredLock()
-        return lock.run(self._unlink_synced, queue_id)
+        return lock.run(self._log_removal, queue_id)
 
-    def _unlink_synced(self, queue_id: str) -> defer.Deferred[None]:
-        # On the reactor thread: one small unlink costs less than handing it to a thread, where
-        # every system call waits for the reactor to let go of the GIL (measured: ~0.5 ms per
-        # unlink in the pool under load, 0.1 ms inline). The fsync stays in the pool.
-        self.envelope_path(queue_id).unlink(missing_ok=True)
+    def _log_removal(self, queue_id: str) -> defer.Deferred[None]:
+        waiter: defer.Deferred[None] = defer.Deferred()
         self._doomed.append(queue_id)
-        return self.sync_directory()
+        self._removal_waiters.append(waiter)
+        self._start_sync()
+        return waiter
 
     def read_message(self, queue_id: str) -> defer.Deferred[bytes]:
         """The message bytes of an item (read off the reactor thread).
@@ -407,6 +447,7 @@ class Spool:
         self.items = {}
         for path in self.tmp.iterdir():
             path.unlink(missing_ok=True)
+        self._finish_removals()
         names = os.listdir(self.directory)  # one listing instead of a stat per item
         envelopes = {n[:-5] for n in names if n.endswith(".json")}
         messages = {n[:-4] for n in names if n.endswith(".msg")}
@@ -424,10 +465,35 @@ class Spool:
             self.items[item.id] = item
         return sorted(self.items.values(), key=lambda i: i.id)
 
+    def _finish_removals(self) -> None:
+        """Delete the files of every item ``removed.log`` names, then empty the log."""
+        removed = removed_ids(self.directory)
+        if not removed:
+            return
+        for queue_id in removed:
+            self.envelope_path(queue_id).unlink(missing_ok=True)
+            self.message_path(queue_id).unlink(missing_ok=True)
+        _fsync_dir(self.directory)
+        fd = self._removed_log()
+        os.ftruncate(fd, 0)
+        os.fdatasync(fd)
+
     def flush_writes(self) -> defer.Deferred[None]:
-        """Fires when every envelope write queued so far has finished."""
+        """Fires when every envelope write queued so far has finished, and the log writes and
+        file deletions of removals with it (at shutdown: no thread left touching the spool)."""
         waits = [lock.run(defer.succeed, None) for lock in self._locks.values()]
+        if self._syncing or self._sweeping or self._litter:
+            quiet: defer.Deferred[None] = defer.Deferred()
+            self._quiet_waiters.append(quiet)
+            waits.append(quiet)
         return defer.gatherResults(waits).addCallback(lambda _: None)
+
+    def _check_quiet(self) -> None:
+        if self._syncing or self._sweeping or self._litter or not self._quiet_waiters:
+            return
+        waiting, self._quiet_waiters = self._quiet_waiters, []
+        for d in waiting:
+            d.callback(None)
 
 
 def _results(result: Any, count: int) -> list[Any]:
@@ -442,8 +508,21 @@ def _recipient(address: str) -> SpoolRecipient:
     return SpoolRecipient(address=address, notify=("NEVER",))
 
 
+def removed_ids(directory: Path | str) -> frozenset[str]:
+    """The ids ``removed.log`` names: removed, although their files may still be there."""
+    try:
+        with open(Path(directory) / REMOVED_LOG, "rb") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return frozenset()
+    lines = text.split(b"\n")[:-1]  # a torn last line (no newline) was never committed
+    return frozenset(line.decode("ascii", "replace") for line in lines if line)
+
+
 def read_item(directory: Path | str, queue_id: str) -> QueueItem:
     """Read one envelope straight from disk (for the CLI when the server is not running)."""
+    if queue_id in removed_ids(directory):
+        raise FileNotFoundError(f"{queue_id} was removed")
     path = Path(directory) / f"{queue_id}.json"
     return QueueItem.from_json(json.loads(path.read_bytes()))
 
@@ -451,7 +530,10 @@ def read_item(directory: Path | str, queue_id: str) -> QueueItem:
 def read_all(directory: Path | str) -> list[QueueItem]:
     """Every readable envelope in a spool directory, oldest first."""
     out = []
+    removed = removed_ids(directory)
     for path in sorted(Path(directory).glob("*.json")):
+        if path.stem in removed:
+            continue
         try:
             out.append(QueueItem.from_json(json.loads(path.read_bytes())))
         except (OSError, ValueError, TypeError, KeyError):
