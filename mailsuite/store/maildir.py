@@ -31,7 +31,6 @@ from mailsuite.errors import (
     FolderNotFound,
     InvalidFolderName,
     StoreError,
-    TemporaryStoreError,
 )
 from mailsuite.interfaces import (
     INBOX,
@@ -56,7 +55,7 @@ from mailsuite.store.names import canonical_name
 from mailsuite.store.settings import StoreSettings
 from mailsuite.store.subscriptions import read_subscriptions, write_subscriptions
 from mailsuite.store.view import MaildirFolder
-from mailsuite.store.writer import MessageWriter, clean_tmp, fsync_dir
+from mailsuite.store.writer import MessageWriter, clean_tmp, fsync_dir, sync_directory
 
 IDLE_STATES = 64  # folders without views whose UID lists stay in memory (LRU)
 KEEP_LOADED_BELOW = 10_000  # an idle folder this small keeps its index (cheap STATUS/SELECT)
@@ -292,10 +291,7 @@ class MaildirAccount:
         store = self.store
         store.writer.deliver(folder_dir, chunks, filename, "new", store.settings.fsync, None, False)
         if store.settings.fsync:
-            try:
-                store.dir_fsync.sync(os.path.join(folder_dir, "new"))
-            except OSError as exc:
-                raise TemporaryStoreError(f"fsync failed: {exc.strerror}") from exc
+            sync_directory(os.path.join(folder_dir, "new"), store.dir_fsync.sync)
 
     def _write_file(
         self,

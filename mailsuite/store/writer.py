@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from mailsuite.errors import TemporaryStoreError
 
@@ -26,8 +26,23 @@ def fsync_dir(path: str) -> None:
 
 
 # Errors of open(O_TMPFILE) or of linking it that mean "not here": use tmp/ names instead.
-_NO_TMPFILE = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT, errno.EXDEV,
-               errno.EPERM, errno.EACCES)
+_NO_TMPFILE = (
+    errno.EOPNOTSUPP,
+    errno.EISDIR,
+    errno.EINVAL,
+    errno.ENOENT,
+    errno.EXDEV,
+    errno.EPERM,
+    errno.EACCES,
+)
+
+
+def sync_directory(path: str, fsync: Callable[[str], None] = fsync_dir) -> None:
+    """``fsync(path)`` (a directory), its failure raised as TemporaryStoreError."""
+    try:
+        fsync(path)
+    except OSError as exc:
+        raise TemporaryStoreError(f"fsync failed: {exc.strerror}") from exc
 
 
 class MessageWriter:
@@ -68,30 +83,31 @@ class MessageWriter:
         With ``sync_dir`` False the caller fsyncs ``subdir`` itself before reporting the
         message as delivered (the store does it once for a whole batch of deliveries).
         """
+        tmp_dir = os.path.join(folder_dir, "tmp")
+        target = os.path.join(folder_dir, subdir, filename)
         if self._unnamed is not False and self._deliver_unnamed(
-            folder_dir, chunks, filename, subdir, fsync, mtime
+            tmp_dir, chunks, target, fsync, mtime
         ):
             self._unnamed = True
         else:
-            self._deliver_named(folder_dir, chunks, filename, subdir, fsync, mtime)
+            self._deliver_named(os.path.join(tmp_dir, filename), chunks, target, fsync, mtime)
         if fsync and sync_dir:
-            try:
-                fsync_dir(os.path.join(folder_dir, subdir))
-            except OSError as exc:
-                raise TemporaryStoreError(f"fsync failed: {exc.strerror}") from exc
+            sync_directory(os.path.join(folder_dir, subdir))
+
+    def _fill(self, fd: int, chunks: Sequence[bytes], fsync: bool, mtime: float | None) -> None:
+        """Write the message into ``fd``, fsync it, set its time (INTERNALDATE)."""
+        self.write_chunks(fd, chunks)
+        if fsync:
+            os.fsync(fd)
+        if mtime is not None:
+            os.utime(fd, (mtime, mtime))
 
     def _deliver_unnamed(
-        self,
-        folder_dir: str,
-        chunks: Sequence[bytes],
-        filename: str,
-        subdir: str,
-        fsync: bool,
-        mtime: float | None,
+        self, tmp_dir: str, chunks: Sequence[bytes], target: str, fsync: bool, mtime: float | None
     ) -> bool:
         """The O_TMPFILE way; False (nothing done) where this file system cannot do it."""
         try:
-            fd = os.open(os.path.join(folder_dir, "tmp"), os.O_TMPFILE | os.O_WRONLY, 0o600)
+            fd = os.open(tmp_dir, os.O_TMPFILE | os.O_WRONLY, 0o600)
         except OSError as exc:
             if exc.errno in _NO_TMPFILE and not self._unnamed:
                 self._unnamed = False
@@ -99,22 +115,13 @@ class MessageWriter:
             raise TemporaryStoreError(f"cannot create a file in tmp/: {exc.strerror}") from exc
         try:
             try:
-                self.write_chunks(fd, chunks)
-                if fsync:
-                    os.fsync(fd)
-                if mtime is not None:
-                    os.utime(fd, (mtime, mtime))
+                self._fill(fd, chunks, fsync, mtime)
             except OSError as exc:
-                kind = "disk full" if exc.errno in _DISK_FULL else "write failed"
-                raise TemporaryStoreError(f"{kind}: {exc.strerror}") from exc
+                raise _write_error(exc) from exc
             if self._root_fd < 0:
                 self._root_fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
             try:
-                os.link(
-                    f"/proc/self/fd/{fd}",
-                    os.path.join(folder_dir, subdir, filename),
-                    src_dir_fd=self._root_fd,
-                )
+                os.link(f"/proc/self/fd/{fd}", target, src_dir_fd=self._root_fd)
             except OSError as exc:
                 if exc.errno in _NO_TMPFILE and not self._unnamed:
                     self._unnamed = False  # no /proc, say: the caller writes it again
@@ -125,34 +132,22 @@ class MessageWriter:
         return True
 
     def _deliver_named(
-        self,
-        folder_dir: str,
-        chunks: Sequence[bytes],
-        filename: str,
-        subdir: str,
-        fsync: bool,
-        mtime: float | None,
+        self, tmp: str, chunks: Sequence[bytes], target: str, fsync: bool, mtime: float | None
     ) -> None:
         """The classic Maildir way: a name in tmp/, renamed when complete."""
-        tmp = os.path.join(folder_dir, "tmp", filename)
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as exc:
             raise TemporaryStoreError(f"cannot create {tmp}: {exc.strerror}") from exc
         try:
             try:
-                self.write_chunks(fd, chunks)
-                if fsync:
-                    os.fsync(fd)
+                self._fill(fd, chunks, fsync, mtime)
             finally:
                 os.close(fd)
-            if mtime is not None:
-                os.utime(tmp, (mtime, mtime))
-            os.rename(tmp, os.path.join(folder_dir, subdir, filename))
+            os.rename(tmp, target)
         except OSError as exc:
             _remove_quietly(tmp)
-            kind = "disk full" if exc.errno in _DISK_FULL else "write failed"
-            raise TemporaryStoreError(f"{kind}: {exc.strerror}") from exc
+            raise _write_error(exc) from exc
         except BaseException:
             _remove_quietly(tmp)
             raise
@@ -201,6 +196,11 @@ class MessageWriter:
         if fsync:
             for path in dirs:
                 fsync_dir(path)
+
+
+def _write_error(exc: OSError) -> TemporaryStoreError:
+    kind = "disk full" if exc.errno in _DISK_FULL else "write failed"
+    return TemporaryStoreError(f"{kind}: {exc.strerror}")
 
 
 def _remove_quietly(path: str) -> None:
