@@ -29,6 +29,8 @@ class ServerContext:
     - ``maillog``: a ``mailsuite.maillog.MailLog``, one line per mail event.
     - ``reactor``: the reactor (also the clock for timeouts).
     - ``dkim``: a ``mailsuite.dkim.DkimSigner`` for submitted mail, or None (``[dkim]`` off).
+    - ``sender_auth``: a ``mailsuite.sender_auth.SenderAuthenticator`` for mail arriving on the
+      MX, or None (``[smtp] check_sender = false``).
     """
 
     config: Any
@@ -44,3 +46,4 @@ class ServerContext:
     # listeners of this process; created by ``mailsuite.pop3.service.pop3_factory``.
     pop3_sessions: Any = None
     dkim: Any = None
+    sender_auth: Any = None

@@ -295,6 +295,16 @@ def _dkim_signer(config: Config, domains: Any) -> Any:
     return signer
 
 
+def _sender_authenticator(config: Config, reactor: Any) -> Any:
+    """SPF/DKIM/DMARC checks of mail arriving on the MX, asking the relay's nameservers."""
+    if not config.smtp.check_sender:
+        return None
+    from mailsuite.sender_auth import SenderAuthenticator
+
+    return SenderAuthenticator(config.hostname, reactor, config.relay.nameservers,
+                               config.smtp.trusted_networks)
+
+
 def build(config: Config, reactor: Any, uid: int | None = None,
           gid: int | None = None) -> MailsuiteService:
     """The whole server for ``config`` (not started)."""
@@ -335,6 +345,7 @@ def build(config: Config, reactor: Any, uid: int | None = None,
         portal=make_portal(accounts, store), tls=tls, throttle=LoginThrottle(reactor),
         maillog=MailLog(config.mail_log_path, reactor), reactor=reactor,
         dkim=_dkim_signer(config, accounts.local_domains()),
+        sender_auth=_sender_authenticator(config, reactor),
     )
     ctx.spool, relay_service = make_relay(ctx)
 

@@ -60,6 +60,12 @@ class TestZone:
     def add_aaaa(self, name: str, address: str) -> None:
         self._add(name, dns.AAAA, dns.Record_AAAA(address, ttl=60))
 
+    def add_txt(self, name: str, text: str) -> None:
+        """A TXT record (split into the 255-octet strings a TXT record holds)."""
+        data = text.encode()
+        self._add(name, dns.TXT, dns.Record_TXT(*[data[i:i + 255] for i in range(0, len(data), 255)],
+                                                ttl=60))
+
     def servfail(self, name: str) -> None:
         """Every query for ``name`` answers SERVFAIL."""
         self.failing.add(name.lower())

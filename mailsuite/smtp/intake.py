@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from mailsuite.delivery import LocalDelivery
 from mailsuite.errors import QuotaExceeded, TemporaryStoreError
 from mailsuite.interfaces import SpoolEnvelope, SpoolRecipient
+from mailsuite.sender_auth import without_forged_results
 from mailsuite.smtp import replies
 from mailsuite.smtp.data import MessageBody
 from mailsuite.smtp.headers import (
@@ -78,6 +79,9 @@ class MessageIntake:
                 body.header_block(), hostname=self._hostname, queue_id=queue_id, date=date
             )
         message = [prefix, *body.chunks]
+        checker = getattr(ctx, "sender_auth", None)
+        if session.role == "mx" and checker is not None and checker.applies_to(session.peer_ip):
+            message = await self._with_sender_results(checker, session, sender, prefix, body)
         if session.user is not None and getattr(ctx, "dkim", None) is not None:
             message = self._dkim_signed(message, now)
         size = body.size
@@ -116,6 +120,14 @@ class MessageIntake:
         )
         session.messages += 1
         return replies.QUEUED.with_text(f"Ok: queued as {shown_id}")
+
+    @staticmethod
+    async def _with_sender_results(checker: Any, session: Session, sender: str, prefix: bytes,
+                                   body: MessageBody) -> list[bytes]:
+        """The message with SPF/DKIM/DMARC results on top (and without forged ones)."""
+        original = without_forged_results(b"".join(body.chunks), checker.authserv_id)
+        results = await checker.check(original, session.peer_ip, sender, session.helo or "")
+        return [results, prefix, original]
 
     def _dkim_signed(self, message: list[bytes], now: float) -> list[bytes]:
         """``message`` with a DKIM-Signature on top when its From is in one of our domains.

@@ -1,6 +1,6 @@
 """Settings of the SMTP listeners, read from the ``[smtp]`` table of the configuration."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,3 +17,12 @@ class SmtpSettings:
     max_connections: int = 500  # global limit across SMTP listeners
     max_connections_per_ip: int = 20
     auth_failure_delay: float = 1.0  # minimum seconds before a 535 (the throttle may add more)
+    # SPF/DKIM/DMARC of mail arriving on the MX, recorded in Authentication-Results (RFC 8601)
+    check_sender: bool = True
+    # Clients not checked (local software handing mail over)
+    trusted_networks: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+
+    def __post_init__(self) -> None:
+        from mailsuite.sender_auth import parse_networks
+
+        parse_networks(self.trusted_networks)  # ValueError names a bad entry

@@ -1,0 +1,165 @@
+"""Who really sent it: SPF, DKIM and DMARC for mail from the Internet (RFC 7208, 6376, 7489),
+recorded in an ``Authentication-Results`` header field (RFC 8601) that mail clients and filters
+read.
+
+The checks are those of the ``authheaders`` library (by dkimpy's authors; SPF through pyspf,
+DMARC organisational domains from the Public Suffix List it bundles), which does the whole job
+with the same code receivers such as OpenDMARC setups use. Those libraries resolve names with
+dnspython, blocking, so they run in a pool of threads of their own: a slow DNS answer never holds
+up the reactor, nor the threads the store writes mail with. dnspython's resolver is pointed at
+``[relay] nameservers`` when that is set, so tests and sites with their own resolver control
+every lookup.
+
+Mail from trusted networks (the loopback addresses by default) is not checked: it is local
+software handing mail over, not a peer on the Internet. The result is recorded, never used to
+refuse mail: a forwarded message fails SPF and DMARC honestly, and only the reader (or a filter
+rule on the header) should decide what to make of that.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+__all__ = ["SenderAuthenticator", "parse_networks", "without_forged_results"]
+
+log = Logger()
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Seconds for one DNS question; the SPF evaluation as a whole is bounded by pyspf's limit of
+# 10 lookups (RFC 7208 4.6.4), and the whole check by CHECK_TIMEOUT.
+DNS_TIMEOUT = 5.0
+CHECK_TIMEOUT = 60.0
+THREADS = 4
+
+
+def parse_networks(texts: Iterable[str]) -> list[Network]:
+    """``["127.0.0.0/8", "::1"]`` as networks; ValueError names a bad one."""
+    networks = []
+    for text in texts:
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise ValueError(f"{text!r} is not an IP network (like 192.0.2.0/24)") from None
+    return networks
+
+
+def without_forged_results(message: bytes, authserv_id: str) -> bytes:
+    """``message`` without Authentication-Results fields that claim to come from us
+    (RFC 8601 5: a receiver removes those before adding its own)."""
+    end = message.find(b"\r\n\r\n")
+    head = message if end < 0 else message[: end + 2]
+    if b"authentication-results" not in head.lower():
+        return message
+    pattern = re.compile(
+        rb"^authentication-results[ \t]*:[ \t\r\n]*" + re.escape(authserv_id.encode()) + rb"[ \t\r\n;]",
+        re.IGNORECASE,
+    )
+    fields: list[bytes] = []
+    for line in head.split(b"\r\n")[:-1]:
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += b"\r\n" + line
+        else:
+            fields.append(line)
+    kept = [f for f in fields if not pattern.match(f + b"\r\n")]
+    rest = b"" if end < 0 else message[end + 2 :]
+    return b"".join(f + b"\r\n" for f in kept) + rest
+
+
+class SenderAuthenticator:
+    """Runs the checks for one server; ``check`` gives the header field to add."""
+
+    def __init__(self, authserv_id: str, reactor: Any, nameservers: Iterable[str] = (),
+                 trusted: Iterable[str] = ("127.0.0.0/8", "::1/128")) -> None:
+        self.authserv_id = authserv_id
+        self.reactor = reactor
+        self.trusted = parse_networks(trusted)
+        _use_nameservers(list(nameservers))
+        self._pool: ThreadPool | None = None
+
+    def applies_to(self, client_ip: str) -> bool:
+        """False for a client in a trusted network (and for an unparseable address)."""
+        try:
+            address = ipaddress.ip_address(client_ip)
+        except ValueError:
+            return False
+        return not any(address in network for network in self.trusted)
+
+    def check(self, message: bytes, client_ip: str, mail_from: str, helo: str) -> defer.Deferred[bytes]:
+        """The ``Authentication-Results: ...\\r\\n`` field for ``message`` (folded), checked
+        off the reactor; on any failure a field saying the checks could not be made."""
+        d = threads.deferToThreadPool(self.reactor, self._threads(), _authenticate, message,
+                                      self.authserv_id, client_ip, mail_from, helo)
+        d.addTimeout(CHECK_TIMEOUT, self.reactor)
+
+        def failed(failure: Any) -> str:
+            log.failure("sender authentication of mail from {ip} failed", failure, ip=client_ip)
+            return f"Authentication-Results: {self.authserv_id}; none (checks failed)"
+
+        d.addErrback(failed)
+        d.addCallback(_folded)
+        return d
+
+    def _threads(self) -> ThreadPool:
+        if self._pool is None:
+            self._pool = ThreadPool(minthreads=0, maxthreads=THREADS, name="sender-auth")
+            self._pool.start()
+            self.reactor.addSystemEventTrigger("during", "shutdown", self._pool.stop)
+        return self._pool
+
+
+def _authenticate(message: bytes, authserv_id: str, ip: str, mail_from: str, helo: str) -> str:
+    import authheaders
+    from authres import AuthenticationResultsHeader, DKIMAuthenticationResult
+
+    spf = authheaders.check_spf(ip, mail_from, helo)
+    if _has_signature(message):
+        dkim = authheaders.check_dkim(message)
+    else:  # RFC 8601 2.7.1: "none", where authheaders would say "fail"
+        dkim = DKIMAuthenticationResult(result="none")
+    dmarc = authheaders.check_dmarc(message, spf, dkim)
+    return str(AuthenticationResultsHeader(authserv_id=authserv_id, results=[spf, dkim, dmarc]))
+
+
+def _has_signature(message: bytes) -> bool:
+    end = message.find(b"\r\n\r\n")
+    head = message[: end if end >= 0 else len(message)].lower()
+    return head.startswith(b"dkim-signature:") or b"\r\ndkim-signature:" in head
+
+
+_RESULT_START = re.compile(r";\s*(?=(?:spf|dkim|dmarc|none)\b)")
+
+
+def _folded(field: str) -> bytes:
+    """One result per line (they can be long), in the header's own encoding."""
+    return (_RESULT_START.sub(";\r\n\t", field.strip()) + "\r\n").encode("utf-8", "replace")
+
+
+def _use_nameservers(nameservers: list[str]) -> None:
+    """Point dnspython's default resolver (the one pyspf, dkimpy and authheaders use) at
+    ``ip:port`` servers, or leave it on /etc/resolv.conf."""
+    import dns.nameserver
+    import dns.resolver
+
+    if nameservers:
+        resolver = dns.resolver.Resolver(configure=False)
+        from mailsuite.relay.routing import parse_host_port
+
+        resolver.nameservers = [dns.nameserver.Do53Nameserver(*parse_host_port(text, 53))
+                                for text in nameservers]
+    else:
+        try:
+            resolver = dns.resolver.Resolver()
+        except dns.resolver.NoResolverConfiguration:
+            resolver = dns.resolver.Resolver(configure=False)
+            resolver.nameservers = ["127.0.0.1"]
+    resolver.lifetime = DNS_TIMEOUT
+    resolver.timeout = DNS_TIMEOUT
+    dns.resolver.default_resolver = resolver
