@@ -92,19 +92,21 @@ class SenderAuthenticator:
             return False
         return not any(address in network for network in self.trusted)
 
-    def check(self, message: bytes, client_ip: str, mail_from: str, helo: str) -> defer.Deferred[bytes]:
-        """The ``Authentication-Results: ...\\r\\n`` field for ``message`` (folded), checked
-        off the reactor; on any failure a field saying the checks could not be made."""
+    def check(self, message: bytes, client_ip: str, mail_from: str,
+              helo: str) -> defer.Deferred[tuple[bytes, str | None]]:
+        """(the ``Authentication-Results: ...\r\n`` field for ``message``, folded; the client's
+        forward-confirmed reverse DNS name or None), found off the reactor. On any failure the
+        field says the checks could not be made."""
         d = threads.deferToThreadPool(self.reactor, self._threads(), _authenticate, message,
                                       self.authserv_id, client_ip, mail_from, helo)
         d.addTimeout(CHECK_TIMEOUT, self.reactor)
 
-        def failed(failure: Any) -> str:
+        def failed(failure: Any) -> tuple[str, None]:
             log.failure("sender authentication of mail from {ip} failed", failure, ip=client_ip)
-            return f"Authentication-Results: {self.authserv_id}; none (checks failed)"
+            return f"Authentication-Results: {self.authserv_id}; none (checks failed)", None
 
         d.addErrback(failed)
-        d.addCallback(_folded)
+        d.addCallback(lambda found: (_folded(found[0]), found[1]))
         return d
 
     def _threads(self) -> ThreadPool:
@@ -115,7 +117,8 @@ class SenderAuthenticator:
         return self._pool
 
 
-def _authenticate(message: bytes, authserv_id: str, ip: str, mail_from: str, helo: str) -> str:
+def _authenticate(message: bytes, authserv_id: str, ip: str, mail_from: str,
+                  helo: str) -> tuple[str, str | None]:
     import authheaders
     from authres import AuthenticationResultsHeader, DKIMAuthenticationResult
 
@@ -125,7 +128,30 @@ def _authenticate(message: bytes, authserv_id: str, ip: str, mail_from: str, hel
     else:  # RFC 8601 2.7.1: "none", where authheaders would say "fail"
         dkim = DKIMAuthenticationResult(result="none")
     dmarc = authheaders.check_dmarc(message, spf, dkim)
-    return str(AuthenticationResultsHeader(authserv_id=authserv_id, results=[spf, dkim, dmarc]))
+    header = str(AuthenticationResultsHeader(authserv_id=authserv_id, results=[spf, dkim, dmarc]))
+    return header, confirmed_name(ip)
+
+
+def confirmed_name(ip: str) -> str | None:
+    """The client's reverse DNS name if it resolves back to ``ip`` (forward-confirmed, as
+    Postfix shows it in Received), else None."""
+    import dns.exception
+    import dns.resolver
+    import dns.reversename
+
+    try:
+        answer = dns.resolver.resolve(dns.reversename.from_address(ip), "PTR")
+        names = [r.target.to_text(omit_final_dot=True) for r in answer][:5]
+        for name in names:
+            for rtype in ("AAAA",) if ":" in ip else ("A",):
+                try:
+                    if any(r.address == ip for r in dns.resolver.resolve(name, rtype)):
+                        return name.lower()
+                except dns.exception.DNSException:
+                    continue
+    except dns.exception.DNSException:
+        return None
+    return None
 
 
 def _has_signature(message: bytes) -> bool:

@@ -66,6 +66,11 @@ class TestZone:
         self._add(name, dns.TXT, dns.Record_TXT(*[data[i:i + 255] for i in range(0, len(data), 255)],
                                                 ttl=60))
 
+    def add_ptr(self, address: str, name: str) -> None:
+        """A reverse record: ``address`` (IPv4) -> ``name``."""
+        reverse = ".".join(reversed(address.split("."))) + ".in-addr.arpa"
+        self._add(reverse, dns.PTR, dns.Record_PTR(name.encode(), ttl=60))
+
     def servfail(self, name: str) -> None:
         """Every query for ``name`` answers SERVFAIL."""
         self.failing.add(name.lower())

@@ -118,9 +118,13 @@ class EndToEnd(unittest.TestCase):
         self.assertIn(b"smtp.mailfrom=a.test", header)
         self.assertIn(b"dkim=pass header.d=a.test", header)
         self.assertIn(b"dmarc=pass", header)
+        self.assertIn(b"Received: from mail.a.test (unknown [127.0.0.1])", header)  # no PTR
 
     @defer.inlineCallbacks
     def test_spoofed_mail_fails_spf_and_dmarc_and_forged_results_go(self):  # type: ignore[no-untyped-def]
+        # The client's reverse name resolves back to it: Received shows it.
+        self.zone.add_ptr("127.0.0.1", "relay.elsewhere.test")
+        self.zone.add_a("relay.elsewhere.test", "127.0.0.1")
         b = self.server("b", "127.0.0.3", "b.test")
         yield threads.deferToThread(b.start)
         yield threads.deferToThread(b.add_user, BOB, BOB_PW)
@@ -136,3 +140,4 @@ class EndToEnd(unittest.TestCase):
         self.assertIn(b"dkim=none", header)  # not signed at all (not a failed signature)
         self.assertIn(b"dmarc=fail", header)
         self.assertIn(b"policy.dmarc=reject", header)
+        self.assertIn(b"Received: from mx.elsewhere.test (relay.elsewhere.test [127.0.0.1])", header)

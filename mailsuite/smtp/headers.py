@@ -74,6 +74,7 @@ class TraceInfo:
     user: str | None
     smtputf8: bool
     single_recipient: str | None
+    peer_name: str | None = None  # the client's forward-confirmed reverse DNS name, if known
 
 
 def with_protocol(info: TraceInfo) -> str:
@@ -92,7 +93,8 @@ def received_header(info: TraceInfo, date: str) -> bytes:
     """The Received field (RFC 5321 4.4, Postfix layout), folded on several lines."""
     peer = info.peer_ip
     literal = f"IPv6:{peer}" if ":" in peer else peer
-    lines = [f"Received: from {_clean(info.helo)} (unknown [{literal}])"]
+    name = _clean(info.peer_name) if info.peer_name else "unknown"
+    lines = [f"Received: from {_clean(info.helo)} ({name} [{literal}])"]
     if info.tls_version:
         bits = f" ({info.tls_bits}/{info.tls_bits} bits)" if info.tls_bits else ""
         lines.append(f"\t(using {info.tls_version} with cipher {info.tls_cipher}{bits})")

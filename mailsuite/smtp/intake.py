@@ -60,6 +60,13 @@ class MessageIntake:
         queue_id = self._queue_ids.make(now)
         sender = envelope.sender or ""
         single = envelope.recipients[0].address if len(envelope.recipients) == 1 else None
+        checker = getattr(ctx, "sender_auth", None)
+        results, peer_name, original = None, None, None
+        if session.role == "mx" and checker is not None and checker.applies_to(session.peer_ip):
+            # Forged results claiming our name go before the checks see the message.
+            original = without_forged_results(b"".join(body.chunks), checker.authserv_id)
+            results, peer_name = await checker.check(
+                original, session.peer_ip, sender, session.helo or "")
         trace = TraceInfo(
             helo=session.helo or "unknown",
             peer_ip=session.peer_ip,
@@ -72,16 +79,17 @@ class MessageIntake:
             user=session.user,
             smtputf8=envelope.smtputf8,
             single_recipient=single,
+            peer_name=peer_name,
         )
         prefix = received_header(trace, date)
         if session.user is not None:
             prefix += completion_headers(
                 body.header_block(), hostname=self._hostname, queue_id=queue_id, date=date
             )
-        message = [prefix, *body.chunks]
-        checker = getattr(ctx, "sender_auth", None)
-        if session.role == "mx" and checker is not None and checker.applies_to(session.peer_ip):
-            message = await self._with_sender_results(checker, session, sender, prefix, body)
+        if results is not None and original is not None:
+            message = [results, prefix, original]
+        else:
+            message = [prefix, *body.chunks]
         if session.user is not None and getattr(ctx, "dkim", None) is not None:
             message = self._dkim_signed(message, now)
         size = body.size
@@ -120,14 +128,6 @@ class MessageIntake:
         )
         session.messages += 1
         return replies.QUEUED.with_text(f"Ok: queued as {shown_id}")
-
-    @staticmethod
-    async def _with_sender_results(checker: Any, session: Session, sender: str, prefix: bytes,
-                                   body: MessageBody) -> list[bytes]:
-        """The message with SPF/DKIM/DMARC results on top (and without forged ones)."""
-        original = without_forged_results(b"".join(body.chunks), checker.authserv_id)
-        results = await checker.check(original, session.peer_ip, sender, session.helo or "")
-        return [results, prefix, original]
 
     def _dkim_signed(self, message: list[bytes], now: float) -> list[bytes]:
         """``message`` with a DKIM-Signature on top when its From is in one of our domains.
