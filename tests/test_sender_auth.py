@@ -51,6 +51,24 @@ class HeaderTests(unittest.SynchronousTestCase):
         self.assertRaises(ValueError, parse_networks, ["10.0.0.0/33"])
 
 
+class FailureTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_a_check_that_breaks_is_recorded_not_fatal(self):  # type: ignore[no-untyped-def]
+        import mailsuite.sender_auth as sender_auth
+
+        def broken(*args: object) -> None:
+            raise RuntimeError("resolver exploded")
+
+        self.patch(sender_auth, "_authenticate", broken)
+        checker = SenderAuthenticator("mail.b.test", reactor)
+        header, name = yield defer.ensureDeferred(
+            checker.check(b"From: a@b.test\r\n\r\nx\r\n", "192.0.2.1", "a@b.test", "helo.test"))
+        checker._threads().stop()
+        self.assertEqual(header, b"Authentication-Results: mail.b.test;\r\n\tnone (checks failed)\r\n")
+        self.assertIsNone(name)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
 def deliver_to_mx(server: MailServer, sender: str, rcpt: str, raw: bytes) -> None:
     with smtplib.SMTP(server.mx_address, server.ports["smtp"], timeout=30) as smtp:
         smtp.ehlo("mx.elsewhere.test")
