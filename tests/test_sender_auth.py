@@ -54,7 +54,7 @@ class HeaderTests(unittest.SynchronousTestCase):
 class FailureTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_a_check_that_breaks_is_recorded_not_fatal(self):  # type: ignore[no-untyped-def]
-        import mailsuite.sender_auth as sender_auth
+        from mailsuite import sender_auth
 
         def broken(*args: object) -> None:
             raise RuntimeError("resolver exploded")
