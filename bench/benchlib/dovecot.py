@@ -79,8 +79,11 @@ def missing(protocol: str) -> str | None:
     if shutil.which("dovecot") is None:
         return "dovecot not found: apt-get install dovecot-imapd dovecot-pop3d"
     libexec = Path("/usr/lib/dovecot")
-    if not (libexec / protocol).exists():
-        return f"Dovecot {protocol} is not installed: apt-get install dovecot-{protocol}d"
+    # The one configuration (CONFIG) serves both protocols, and Dovecot refuses to start when
+    # either is missing, whichever one the workload uses.
+    for needed in sorted({protocol, "imap", "pop3"}):
+        if not (libexec / needed).exists():
+            return f"Dovecot {needed} is not installed: apt-get install dovecot-{needed}d"
     if os.geteuid() != 0:
         return "a private Dovecot instance must be started as root"
     return None
