@@ -74,17 +74,20 @@ def pop3_fetch_first(server: MailServer, user: str, password: str) -> bytes:
     raise AssertionError(f"nothing arrived for {user}")
 
 
-class RoundTrip(unittest.TestCase):
+class TwoServers(unittest.TestCase):
+    """A loopback DNS server whose zone sends a.test to 127.0.0.2 and b.test to 127.0.0.3, and
+    ``server()`` to make a mailsuite for either (MX on that address, relay asking that DNS)."""
+
     timeout = 180
+    extra_toml = ""  # more configuration for every server of the test case
 
     def setUp(self) -> None:
         self.port = free_loopback_port(["127.0.0.2", "127.0.0.3"])
-        zone = TestZone()
-        zone.add_mx("a.test", [(10, "mx.a.test")])
-        zone.add_a("mx.a.test", "127.0.0.2")
-        zone.add_mx("b.test", [(10, "mx.b.test")])
-        zone.add_a("mx.b.test", "127.0.0.3")
-        self.dns = DNSServer(zone)
+        self.zone = TestZone()
+        for domain, address in (("a.test", "127.0.0.2"), ("b.test", "127.0.0.3")):
+            self.zone.add_mx(domain, [(10, f"mx.{domain}")])
+            self.zone.add_a(f"mx.{domain}", address)
+        self.dns = DNSServer(self.zone)
         self.dns.start(reactor)
         self.servers: list[MailServer] = []
 
@@ -98,12 +101,16 @@ class RoundTrip(unittest.TestCase):
             f'[relay]\nnameservers = ["{self.dns.nameserver}"]\nport = {self.port}\n'
             "retry_initial = 1.0\nretry_max = 2.0\n"
             "[imap]\nallow_plaintext_auth = true\n[pop3]\nallow_plaintext_auth = true\n"
+            + self.extra_toml
         )
         base = Path(self.mktemp()).absolute()
         server = MailServer(base / name, extra, hostname=f"mail.{domain}", domains=(domain,))
+        server.mx_address = address  # type: ignore[attr-defined]
         self.servers.append(server)
         return server
 
+
+class RoundTrip(TwoServers):
     @defer.inlineCallbacks
     def test_submit_relay_imap_reply_relay_pop3(self):
         a = self.server("a", "127.0.0.2", "a.test")

@@ -16,9 +16,8 @@ from twisted.internet import defer, reactor, threads
 from twisted.trial import unittest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dnsserver import DNSServer, TestZone, free_loopback_port
 from harness import MailServer
-from test_relay_roundtrip import imap_fetch_first, submit
+from test_relay_roundtrip import TwoServers, imap_fetch_first, submit
 
 from mailsuite.sender_auth import SenderAuthenticator, parse_networks, without_forged_results
 
@@ -75,40 +74,17 @@ def deliver_to_mx(server: MailServer, sender: str, rcpt: str, raw: bytes) -> Non
         smtp.sendmail(sender, [rcpt], raw)
 
 
-class EndToEnd(unittest.TestCase):
-    timeout = 180
+class EndToEnd(TwoServers):
+    # Every client is checked, loopback ones included (the default trusts them).
+    extra_toml = "[smtp]\ntrusted_networks = []\n"
 
     def setUp(self) -> None:
-        self.port = free_loopback_port(["127.0.0.2", "127.0.0.3"])
-        self.zone = TestZone()
-        for domain, address in (("a.test", "127.0.0.2"), ("b.test", "127.0.0.3")):
-            self.zone.add_mx(domain, [(10, f"mx.{domain}")])
-            self.zone.add_a(f"mx.{domain}", address)
+        super().setUp()
         # a.test's mail leaves from 127.0.0.1 (the relay does not bind a source address).
         self.zone.add_txt("a.test", "v=spf1 ip4:127.0.0.1 -all")
         self.zone.add_txt("_dmarc.a.test", "v=DMARC1; p=reject")
         self.zone.add_txt("spoofed.test", "v=spf1 ip4:192.0.2.1 -all")
         self.zone.add_txt("_dmarc.spoofed.test", "v=DMARC1; p=reject")
-        self.dns = DNSServer(self.zone)
-        self.dns.start(reactor)
-        self.servers: list[MailServer] = []
-
-    def tearDown(self) -> defer.Deferred:
-        d = threads.deferToThread(lambda: [s.stop() for s in self.servers])
-        return d.addBoth(lambda _: self.dns.stop())
-
-    def server(self, name: str, address: str, domain: str) -> MailServer:
-        extra = (
-            f'[listen]\nsmtp = ["tcp:port={self.port}:interface={address}"]\n'
-            f'[relay]\nnameservers = ["{self.dns.nameserver}"]\nport = {self.port}\n'
-            # Every client is checked, loopback ones included (the default trusts them).
-            "[smtp]\ntrusted_networks = []\n[imap]\nallow_plaintext_auth = true\n"
-        )
-        server = MailServer(Path(self.mktemp()).absolute() / name, extra,
-                            hostname=f"mail.{domain}", domains=(domain,))
-        server.mx_address = address  # type: ignore[attr-defined]
-        self.servers.append(server)
-        return server
 
     def publish_dkim_key(self, server: MailServer, domain: str) -> None:
         printed = server.cli("dns", domain)
