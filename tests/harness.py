@@ -37,6 +37,8 @@ import subprocess
 import sys
 import threading
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -276,6 +278,21 @@ class MailServer:
         result = self.cli("alias", "add", alias, *targets)
         if result.returncode != 0:
             raise RuntimeError(f"alias add failed: {result.stderr}")
+
+
+@contextmanager
+def running_server(
+    directory: Path | str, users: dict[str, str], **kwargs: Any
+) -> Iterator[MailServer]:
+    """A started server with ``users`` (address -> password), stopped on leaving the block."""
+    server = MailServer(directory, **kwargs)
+    server.start()
+    try:
+        for address, password in users.items():
+            server.add_user(address, password)
+        yield server
+    finally:
+        server.stop()
 
 
 def run_cli(config_path: Path | str | None, *args: str, input: str | None = None,

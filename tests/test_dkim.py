@@ -136,16 +136,11 @@ ALICE, BOB, PASSWORD = "alice@example.test", "bob@example.test", "dkim test secr
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    from harness import MailServer
+    from harness import running_server
 
-    mail_server = MailServer(tmp_path_factory.mktemp("dkim-server"))
-    mail_server.start()
-    try:
-        mail_server.add_user(ALICE, PASSWORD)
-        mail_server.add_user(BOB, PASSWORD)
-        yield mail_server
-    finally:
-        mail_server.stop()
+    users = {ALICE: PASSWORD, BOB: PASSWORD}
+    with running_server(tmp_path_factory.mktemp("dkim-server"), users) as started:
+        yield started
 
 
 def submit_and_fetch(server, from_header: str, subject: str) -> bytes:  # type: ignore[no-untyped-def]

@@ -109,16 +109,22 @@ class TwoServers(unittest.TestCase):
         self.servers.append(server)
         return server
 
-
-class RoundTrip(TwoServers):
     @defer.inlineCallbacks
-    def test_submit_relay_imap_reply_relay_pop3(self):
+    def start_pair(self):  # type: ignore[no-untyped-def]
+        """Servers A (alice@a.test) and B (bob@b.test), started, each with its user."""
         a = self.server("a", "127.0.0.2", "a.test")
         b = self.server("b", "127.0.0.3", "b.test")
         yield threads.deferToThread(a.start)
         yield threads.deferToThread(b.start)
         yield threads.deferToThread(a.add_user, ALICE, ALICE_PW)
         yield threads.deferToThread(b.add_user, BOB, BOB_PW)
+        return a, b
+
+
+class RoundTrip(TwoServers):
+    @defer.inlineCallbacks
+    def test_submit_relay_imap_reply_relay_pop3(self):
+        a, b = yield self.start_pair()
 
         first = (
             f"From: Alice <{ALICE}>\r\nTo: Bob <{BOB}>\r\nSubject: lunch?\r\n"
@@ -147,11 +153,7 @@ class RoundTrip(TwoServers):
 
     @defer.inlineCallbacks
     def test_unknown_remote_user_bounces_back_to_the_sender(self):
-        a = self.server("a", "127.0.0.2", "a.test")
-        b = self.server("b", "127.0.0.3", "b.test")
-        yield threads.deferToThread(a.start)
-        yield threads.deferToThread(b.start)
-        yield threads.deferToThread(a.add_user, ALICE, ALICE_PW)
+        a, _ = yield self.start_pair()
         message = (
             f"From: {ALICE}\r\nTo: nobody@b.test\r\nSubject: anyone there?\r\n"
             "Message-ID: <lost@a.test>\r\n\r\nhello?\r\n"

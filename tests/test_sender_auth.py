@@ -96,12 +96,7 @@ class EndToEnd(TwoServers):
 
     @defer.inlineCallbacks
     def test_signed_relayed_mail_passes_spf_dkim_and_dmarc(self):  # type: ignore[no-untyped-def]
-        a = self.server("a", "127.0.0.2", "a.test")
-        b = self.server("b", "127.0.0.3", "b.test")
-        yield threads.deferToThread(a.start)
-        yield threads.deferToThread(b.start)
-        yield threads.deferToThread(a.add_user, ALICE, ALICE_PW)
-        yield threads.deferToThread(b.add_user, BOB, BOB_PW)
+        a, b = yield self.start_pair()
         yield threads.deferToThread(self.publish_dkim_key, a, "a.test")
         raw = (f"From: Alice <{ALICE}>\r\nTo: {BOB}\r\nSubject: authenticated\r\n\r\nHi Bob\r\n"
                ).encode()

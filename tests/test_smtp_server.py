@@ -6,11 +6,12 @@ from __future__ import annotations
 import imaplib
 import poplib
 import smtplib
+from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from harness import MailServer
+from harness import MailServer, running_server
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -18,15 +19,10 @@ PASSWORD = "desktop client secret"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> MailServer:
-    mail_server = MailServer(tmp_path_factory.mktemp("smtp-server"))
-    mail_server.start()
-    try:
-        mail_server.add_user(ALICE, PASSWORD)
-        mail_server.add_user(BOB, PASSWORD)
-        yield mail_server
-    finally:
-        mail_server.stop()
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailServer]:
+    users = {ALICE: PASSWORD, BOB: PASSWORD}
+    with running_server(tmp_path_factory.mktemp("smtp-server"), users) as started:
+        yield started
 
 
 def _submit(server: MailServer, subject: str) -> None:
