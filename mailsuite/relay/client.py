@@ -76,6 +76,8 @@ class SessionFailed(Exception):
 class SMTPClientProtocol(Protocol):
     """Reads SMTP replies and hands them, in order, to whoever waits for them."""
 
+    transport: Any  # TCP, or TLS over it: also abortConnection() and the producer calls
+
     def __init__(self, clock: Any) -> None:
         self.clock = clock
         self._code = 0
