@@ -6,9 +6,8 @@
 
 to ``data_dir/.mailsuite/mail.log`` and emits the same as a structured ``twisted.logger``
 event (namespace ``mailsuite.maillog``, level debug; fields ``mail_event`` and
-``mail_fields``). The event is at debug level so that the server log does not repeat every
-line of the mail log: formatting it for twistd's text log cost more than the rest of the
-event (``twist --log-level=debug`` shows them; any observer still receives them). Values with
+``mail_fields``). The event is at debug level so that an observer filtering by level can leave
+it out (``twist --log-level=info`` does); twistd's own text log has no level filter and shows it. Values with
 spaces, quotes or ``=`` are quoted; control characters are escaped, so a line is always one line.
 Fields whose name suggests a secret (password, auth data, tokens) are written as ``<redacted>``.
 ``reopen()`` (on SIGHUP) lets logrotate move the file away.
