@@ -295,9 +295,13 @@ class Mailsuite(ProcessServer):
             self.wait_listening()
 
     def launch(self) -> None:
-        """Start the server process (configuration and users must exist)."""
-        argv = [sys.executable, "-m", "twisted", "--log-file", str(self.log),
-                "--log-format", "text", "mailsuite", "--config", str(self.config)]
+        """Start the server process (configuration and users must exist).
+
+        It runs under ``twistd -n``, as the README tells users to run it (``twist`` would filter
+        the debug-level mail events out of its log, a saving a real deployment does not get)."""
+        argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n",
+                "--pidfile=", "--logfile", str(self.log),
+                "mailsuite", "--config", str(self.config)]
         self.proc = procs.start_group(argv, cwd=self.dir, log=self.dir / "stdout.log",
                                       env=python_env())
 
