@@ -30,6 +30,7 @@ from mailsuite.smtp.cmd_mail import BDAT, COMMAND, DATA, MailCommands
 from mailsuite.smtp.data import DotReader, MessageBody
 from mailsuite.smtp.replies import NO_REPLY, Reply
 from mailsuite.smtp.session import Envelope, Session
+from mailsuite.transport_write import write_now
 
 _NOT_IMPLEMENTED = frozenset({"EXPN", "TURN", "ETRN", "SEND", "SOML", "SAML", "ATRN"})
 _MAX_PENDING_INPUT = 1024 * 1024  # unread pipelined input before we stop reading
@@ -294,7 +295,7 @@ class SMTPServerProtocol(AuthCommands, MailCommands, Protocol):
     def _flush(self) -> None:
         if self._out:
             out, self._out = self._out, []
-            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+            write_now(self.transport, b"".join(out) if len(out) > 1 else out[0])
 
     # --- HELO / EHLO -----------------------------------------------------------------------
 
