@@ -12,6 +12,7 @@ of text is an acceptable address and what its canonical spelling is.
 from __future__ import annotations
 
 import encodings.idna  # noqa: F401  (registers the "idna" codec)
+import functools
 import re
 
 from mailsuite.errors import InvalidAddress
@@ -26,8 +27,11 @@ PLUS_SEPARATOR = "+"
 
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f]")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_SPACE = re.compile(r"\s")
 
 
+# Every message looks up the same few domains several times (parsing, policy, accounts).
+@functools.lru_cache(maxsize=1024)
 def canonical_domain(domain: str) -> str:
     """Return the canonical (lower-case, IDNA ASCII) form of a domain; raise InvalidAddress."""
     text = domain.strip().rstrip(".") if domain.strip() != "." else ""
@@ -37,7 +41,7 @@ def canonical_domain(domain: str) -> str:
         raise InvalidAddress("control character in domain")
     if text.startswith("[") and text.endswith("]"):
         # Address literal: kept as written (lower case for IPv6: tags), no IDNA.
-        if any(c.isspace() for c in text):
+        if _SPACE.search(text):
             raise InvalidAddress(f"bad address literal {text!r}")
         return text.lower()
     try:
@@ -73,7 +77,7 @@ def split(addr: str) -> tuple[str, str]:
         raise InvalidAddress(f"empty local part in {text!r}")
     if not domain:
         raise InvalidAddress(f"empty domain in {text!r}")
-    if any(c.isspace() for c in local) and not (local.startswith('"') and local.endswith('"')):
+    if _SPACE.search(local) and not (local.startswith('"') and local.endswith('"')):
         raise InvalidAddress(f"white space in local part of {text!r}")
     if len(local.encode("utf-8")) > MAX_LOCAL_PART:
         raise InvalidAddress("local part longer than 64 octets")

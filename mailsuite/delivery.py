@@ -7,9 +7,11 @@ recipients. The store does the durable part (tmp, fsync, rename) and the quota c
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from mailsuite.errors import FolderNotFound
 from mailsuite.interfaces import INBOX, IAccounts, IMailStore
@@ -58,18 +60,23 @@ class LocalDelivery:
             chunks.append(bytes(message))
         else:
             chunks.extend(message)
-        return defer.Deferred.fromCoroutine(self._deliver(user, chunks, folder))
-
-    async def _deliver(self, user: str, chunks: list[bytes], folder: str) -> None:
-        account = self._store.account(user)
         try:
-            await defer.maybeDeferred(account.deliver_incoming, chunks, folder)
-        except FolderNotFound:
-            if folder.upper() == INBOX:
-                raise
-            self.log.warn(  # noqa: G010 (twisted.logger.Logger has warn)
-                "folder {folder} of {user} does not exist; delivering to INBOX",
-                folder=folder,
-                user=user,
-            )
-            await defer.maybeDeferred(account.deliver_incoming, chunks, INBOX)
+            account = self._store.account(user)
+            delivered = defer.maybeDeferred(account.deliver_incoming, chunks, folder)
+        except Exception:  # noqa: BLE001 - every error reaches the caller as a failed Deferred
+            return defer.fail()
+        if folder.upper() != INBOX:
+            delivered.addErrback(self._into_inbox, account, user, chunks, folder)
+        return delivered
+
+    def _into_inbox(
+        self, failure: Failure, account: Any, user: str, chunks: list[bytes], folder: str
+    ) -> defer.Deferred[None]:
+        """The alias named a folder that does not exist: INBOX instead."""
+        failure.trap(FolderNotFound)
+        self.log.warn(
+            "folder {folder} of {user} does not exist; delivering to INBOX",
+            folder=folder,
+            user=user,
+        )
+        return defer.maybeDeferred(account.deliver_incoming, chunks, INBOX)

@@ -38,6 +38,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 DNS_TIMEOUT = 5.0
 CHECK_TIMEOUT = 60.0
 THREADS = 4
+_APPLIES_CACHE_SIZE = 4096  # client addresses whose trust verdict is remembered
 
 
 def parse_networks(texts: Iterable[str]) -> list[Network]:
@@ -81,16 +82,24 @@ class SenderAuthenticator:
         self.authserv_id = authserv_id
         self.reactor = reactor
         self.trusted = parse_networks(trusted)
+        self._applies: dict[str, bool] = {}  # client address -> applies_to, for speed
         _use_nameservers(list(nameservers))
         self._pool: ThreadPool | None = None
 
     def applies_to(self, client_ip: str) -> bool:
         """False for a client in a trusted network (and for an unparseable address)."""
-        try:
-            address = ipaddress.ip_address(client_ip)
-        except ValueError:
-            return False
-        return not any(address in network for network in self.trusted)
+        verdict = self._applies.get(client_ip)
+        if verdict is None:
+            try:
+                address = ipaddress.ip_address(client_ip)
+            except ValueError:
+                verdict = False
+            else:
+                verdict = not any(address in network for network in self.trusted)
+            if len(self._applies) >= _APPLIES_CACHE_SIZE:
+                self._applies.clear()  # a crude bound: clients come back, scanners do not
+            self._applies[client_ip] = verdict
+        return verdict
 
     async def check(self, message: bytes, client_ip: str, mail_from: str,
                     helo: str) -> tuple[bytes, str | None]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from mailsuite.delivery import LocalDelivery
 from mailsuite.errors import QuotaExceeded, TemporaryStoreError
@@ -201,7 +202,15 @@ class MessageIntake:
             )
             for t in targets
         ]
-        results: list[tuple[bool, Any]] = await defer.DeferredList(attempts, consumeErrors=True)
+        if len(attempts) == 1:  # the common case, without a DeferredList around it
+            try:
+                await attempts[0]
+            except Exception:  # noqa: BLE001 - sorted below
+                results: list[tuple[bool, Any]] = [(False, Failure())]
+            else:
+                results = [(True, None)]
+        else:
+            results = await defer.DeferredList(attempts, consumeErrors=True)
         delivered, temporary, permanent = [], [], []
         for target, (ok, value) in zip(targets, results):
             if ok:
@@ -212,7 +221,7 @@ class MessageIntake:
                 permanent.append(target)
             else:
                 if isinstance(error, (QuotaExceeded, TemporaryStoreError)):
-                    self.log.warn(  # noqa: G010 (twisted.logger.Logger has warn)
+                    self.log.warn(
                         "local delivery to {user} deferred: {error}", user=target.user, error=error
                     )
                 else:

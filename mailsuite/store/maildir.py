@@ -268,21 +268,22 @@ class MaildirAccount:
         """
         try:
             state = self.state(folder)
-        except StoreError:
+            if self.store.hub.has_listeners(self.user, state.name):
+                return self.add_message(state, source, (), None).addCallback(lambda _: None)
+            store = self.store
+            chunks = _chunks(source)
+            size = sum(map(len, chunks))
+            self.check_quota(size, 1)
+            base = store.names.make(store.clock.seconds(), size)
+        except Exception:  # noqa: BLE001 - every error reaches the caller as a failed Deferred
             return defer.fail()
-        if self.store.hub.has_listeners(self.user, state.name):
-            return self.add_message(state, source, (), None).addCallback(lambda _: None)
-        return defer.Deferred.fromCoroutine(self._add_unindexed(state, source))
-
-    async def _add_unindexed(self, state: FolderState, source: bytes | Sequence[bytes]) -> None:
-        store = self.store
-        chunks = _chunks(source)
-        size = sum(len(c) for c in chunks)
-        self.check_quota(size, 1)
-        base = store.names.make(store.clock.seconds(), size)
-        await threads.deferToThreadPool(
+        # A plain callback chain, not a coroutine: this runs for every message SMTP accepts.
+        written = threads.deferToThreadPool(
             store.reactor, store.threadpool, self._write_new, state.dir, chunks, base
         )
+        return written.addCallback(self._count_delivered, size)
+
+    def _count_delivered(self, _: None, size: int) -> None:
         self.usage_adjust(size, 1)
 
     def _write_new(self, folder_dir: str, chunks: list[bytes], filename: str) -> None:
