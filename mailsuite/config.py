@@ -22,7 +22,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mailsuite.address import canonical_domain
 from mailsuite.errors import ConfigError, InvalidAddress
@@ -86,9 +86,12 @@ class TlsConfig:
 
 @dataclass(frozen=True)
 class LogSettings:
-    """``[log]``: the mail log (one line per mail event)."""
+    """``[log]``: the mail log (one line per mail event) and what twistd's log shows."""
 
     mail_log: str = ".mailsuite/mail.log"  # relative to data_dir; "" turns it off
+    # The lowest level twistd's log shows. The mail events are debug events while the mail
+    # log keeps them (info when there is no mail log), so by default they are written once.
+    level: Literal["debug", "info", "warn", "error", "critical"] = "info"
 
 
 @dataclass(frozen=True)

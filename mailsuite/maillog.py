@@ -5,9 +5,10 @@
     2026-11-23T18:50:00Z delivered id=1a2b to=alice@example.test folder=INBOX
 
 to ``data_dir/.mailsuite/mail.log`` and emits the same as a structured ``twisted.logger``
-event (namespace ``mailsuite.maillog``, level debug; fields ``mail_event`` and
-``mail_fields``). The event is at debug level so that an observer filtering by level can leave
-it out (``twist --log-level=info`` does); twistd's own text log has no level filter and shows it. Values with
+event (namespace ``mailsuite.maillog``; fields ``mail_event`` and ``mail_fields``). While the
+file keeps the events they are debug events, which twistd's log leaves out unless ``[log] level``
+is ``debug`` (``mailsuite.twistd_log``), so each is written once; without a file (``path=None``)
+they are info events and twistd's log is where they go. Values with
 spaces, quotes or ``=`` are quoted; control characters are escaped, so a line is always one line.
 Fields whose name suggests a secret (password, auth data, tokens) are written as ``<redacted>``.
 ``reopen()`` (on SIGHUP) lets logrotate move the file away.
@@ -82,6 +83,8 @@ class MailLog:
         self._file: IO[str] | None = None
         self._stamp_second = -1
         self._stamp = ""
+        # See the module docstring: debug while the file has them, info when it is all there is.
+        self._emit = self._tracer.debug if self.path is not None else self._tracer.info
 
     def _now(self) -> float:
         return self._clock.seconds() if self._clock is not None else time.time()
@@ -96,8 +99,7 @@ class MailLog:
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
         line = f"{self._stamp} {body}"
         # twistd's log has its own time stamp: the structured event carries the body only.
-        self._tracer.debug("{mail_line}", mail_line=body, mail_event=event,
-                           mail_fields=redacted)
+        self._emit("{mail_line}", mail_line=body, mail_event=event, mail_fields=redacted)
         if self.path is None:
             return
         try:

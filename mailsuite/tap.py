@@ -27,6 +27,7 @@ from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 from twisted.python import usage, util
 
+from mailsuite import twistd_log
 from mailsuite.config import IMPLICIT_TLS, SERVICES, Config, load_config
 from mailsuite.errors import ConfigError, MailsuiteError
 
@@ -172,6 +173,12 @@ class MailsuiteService(service.MultiService):
         self.ports: dict[str, list[Any]] = {}
         self._uid, self._gid = uid, gid
         self._bound = False
+        self.twistd_options: Any = None  # twistd's own options, when twistd runs us
+
+    def setServiceParent(self, parent: Any) -> None:
+        super().setServiceParent(parent)
+        # twistd has made the application and starts its log next: show it from [log] level.
+        twistd_log.install(parent, self.twistd_options, self.ctx.config.log.level)
 
     def privilegedStartService(self) -> None:
         if self._uid is not None or self._gid is not None:
@@ -388,6 +395,8 @@ def makeService(options: Options) -> service.IService:
     uid, gid = _target_ids(options)
     try:
         config = load_config(options["config"])
-        return build(config, reactor, uid, gid)
+        top = build(config, reactor, uid, gid)
     except (MailsuiteError, OSError) as exc:
         raise StartupError(str(exc)) from None
+    top.twistd_options = getattr(options, "parent", None)
+    return top
