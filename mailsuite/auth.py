@@ -22,6 +22,7 @@ from twisted.internet import defer, task
 from zope.interface import implementer
 
 from mailsuite.interfaces import IAccounts, IAccountStore, IMailStore
+from mailsuite.networks import client_address
 
 __all__ = ["AccountsChecker", "LoginBlocked", "LoginThrottle", "MailRealm", "login", "make_portal"]
 
@@ -106,13 +107,10 @@ class LoginThrottle:
 
     @staticmethod
     def _key(ip: str) -> str:
-        try:
-            addr = ipaddress.ip_address(ip.split("%", 1)[0])
-        except ValueError:
+        addr = client_address(ip)
+        if addr is None:
             return ip
         if isinstance(addr, ipaddress.IPv6Address):
-            if addr.ipv4_mapped is not None:
-                return str(addr.ipv4_mapped)
             return str(ipaddress.IPv6Network((addr, 64), strict=False))
         return str(addr)
 
