@@ -342,7 +342,8 @@ def build(config: Config, reactor: Any, uid: int | None = None,
 
     ctx = ServerContext(
         config=config, accounts=accounts, store=store, spool=None,
-        portal=make_portal(accounts, store), tls=tls, throttle=LoginThrottle(reactor),
+        portal=make_portal(accounts, store), tls=tls,
+        throttle=LoginThrottle(reactor, config.auth),
         maillog=MailLog(config.mail_log_path, reactor), reactor=reactor,
         dkim=_dkim_signer(config, accounts.local_domains()),
         sender_auth=_sender_authenticator(config, reactor),
