@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from twisted.application import service
 from twisted.internet import defer, endpoints
@@ -59,10 +59,10 @@ class Options(usage.Options):
         "./mailsuite.toml is read when present, else the embedded defaults run every listener "
         "on 127.0.0.1 at unprivileged ports."
     )
-    optParameters = [
+    optParameters: ClassVar[list[list[Any]]] = [
         ["config", "c", None, "the TOML configuration file"],
-        ["uid", None, None, "started as root: the user (name or number) to run as once every "
-                            "port is bound (the same as twistd's own --uid)"],
+        ["uid", None, None, ("started as root: the user (name or number) to run as once every "
+                             "port is bound (the same as twistd's own --uid)")],
         ["gid", None, None, "started as root: the group (name or number) to run as"],
     ]
 

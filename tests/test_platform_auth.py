@@ -30,7 +30,7 @@ class PortalTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_login_gives_account_store_avatar(self):
-        iface, avatar, logout = yield self.portal.login(
+        iface, avatar, _logout = yield self.portal.login(
             credentials.UsernamePassword(b"Alice@example.test", b"pw"), None, IAccountStore)
         self.assertIs(iface, IAccountStore)
         self.assertEqual(avatar.user, "alice@example.test")
