@@ -3,9 +3,10 @@
 - ``make_portal(accounts, store)``: a ``Portal`` with one checker (``IUsernamePassword``,
   verified by ``IAccounts.check_password``) and one realm that hands out the user's
   ``IAccountStore`` (``avatar.user`` is the canonical address).
-- ``LoginThrottle(clock)``: every failed login from an address costs a growing delay before the
-  failure is answered; ``FAILURES_TO_BLOCK`` failures within ``WINDOW`` seconds block the address
-  for ``BLOCK_FOR`` seconds. IPv6 clients are counted per /64. Memory is bounded.
+- ``LoginThrottle(clock, settings)``: every failed login from an address costs a growing delay
+  before the failure is answered; ``failures_to_block`` failures within ``failure_window`` seconds
+  block the address for ``block_duration`` seconds (the ``[auth]`` table, ``AuthSettings``).
+  IPv6 clients are counted per /64; ``exempt_networks`` are never counted. Memory is bounded.
 - ``login(...)``: the two together, as a protocol uses them.
 """
 
@@ -21,7 +22,9 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet import defer, task
 from zope.interface import implementer
 
+from mailsuite.config import AuthSettings
 from mailsuite.interfaces import IAccounts, IAccountStore, IMailStore
+from mailsuite.networks import client_address, parse_networks
 
 __all__ = ["AccountsChecker", "LoginBlocked", "LoginThrottle", "MailRealm", "login", "make_portal"]
 
@@ -90,29 +93,26 @@ class LoginThrottle:
 
     A protocol calls ``is_blocked(ip)`` before trying a login (answer as for a failure, without
     checking the password), ``record_failure(ip)`` then waits ``delay_for(ip)`` seconds before
-    answering a failure, and ``record_success(ip)`` after a good login.
+    answering a failure, and ``record_success(ip)`` after a good login. The numbers are those of
+    ``settings`` (the ``[auth]`` table; its defaults without one).
     """
 
-    BASE_DELAY = 1.0  # seconds after the first failure; doubles each time
-    MAX_DELAY = 16.0
-    FAILURES_TO_BLOCK = 10
-    WINDOW = 600.0  # failures older than this are forgotten
-    BLOCK_FOR = 900.0
-    MAX_TRACKED = 10_000  # addresses remembered at once (least recently seen are dropped)
-
-    def __init__(self, clock: Any) -> None:
+    def __init__(self, clock: Any, settings: AuthSettings | None = None) -> None:
         self._clock = clock
+        self.settings = settings if settings is not None else AuthSettings()
+        self._exempt = parse_networks(self.settings.exempt_networks)
         self._records: OrderedDict[str, _Record] = OrderedDict()
+
+    def _is_exempt(self, ip: str) -> bool:
+        addr = client_address(ip)
+        return addr is not None and any(addr in network for network in self._exempt)
 
     @staticmethod
     def _key(ip: str) -> str:
-        try:
-            addr = ipaddress.ip_address(ip.split("%", 1)[0])
-        except ValueError:
+        addr = client_address(ip)
+        if addr is None:
             return ip
         if isinstance(addr, ipaddress.IPv6Address):
-            if addr.ipv4_mapped is not None:
-                return str(addr.ipv4_mapped)
             return str(ipaddress.IPv6Network((addr, 64), strict=False))
         return str(addr)
 
@@ -121,13 +121,14 @@ class LoginThrottle:
         record = self._records.get(key)
         now = self._clock.seconds()
         if record is not None:
-            record.failures = [t for t in record.failures if now - t < self.WINDOW]
+            window = self.settings.failure_window
+            record.failures = [t for t in record.failures if now - t < window]
             if not record.failures and record.blocked_until <= now:
                 del self._records[key]
                 record = None
         if record is None and create:
             record = self._records[key] = _Record()
-            while len(self._records) > self.MAX_TRACKED:
+            while len(self._records) > self.settings.tracked_addresses:
                 self._records.popitem(last=False)
         if record is not None:
             self._records.move_to_end(key)
@@ -138,16 +139,19 @@ class LoginThrottle:
         record = self._get(ip, create=False)
         if record is None or not record.failures:
             return 0.0
-        return min(self.MAX_DELAY, self.BASE_DELAY * 2 ** (len(record.failures) - 1))
+        doublings = min(len(record.failures) - 1, 1000)  # 2.0 ** 1024 would overflow
+        return min(self.settings.max_failure_delay, self.settings.failure_delay * 2**doublings)
 
     def record_failure(self, ip: str) -> None:
-        """Count a failed login from ``ip``; block it after too many."""
+        """Count a failed login from ``ip``; block it after too many (unless it is exempt)."""
+        if self._is_exempt(ip):
+            return
         record = self._get(ip, create=True)
         assert record is not None
         now = self._clock.seconds()
         record.failures.append(now)
-        if len(record.failures) >= self.FAILURES_TO_BLOCK:
-            record.blocked_until = now + self.BLOCK_FOR
+        if len(record.failures) >= self.settings.failures_to_block:
+            record.blocked_until = now + self.settings.block_duration
             record.failures.clear()
 
     def record_success(self, ip: str) -> None:

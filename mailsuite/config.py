@@ -27,6 +27,7 @@ from typing import Any, Literal
 from mailsuite.address import canonical_domain
 from mailsuite.errors import ConfigError, InvalidAddress
 from mailsuite.imap.settings import ImapSettings
+from mailsuite.networks import parse_networks
 from mailsuite.pop3.settings import Pop3Settings
 from mailsuite.relay.settings import RelaySettings
 from mailsuite.smtp.settings import SmtpSettings
@@ -36,6 +37,7 @@ __all__ = [
     "DEFAULT_CONFIG_NAME",
     "EMBEDDED",
     "SERVICES",
+    "AuthSettings",
     "Config",
     "ListenSettings",
     "LogSettings",
@@ -112,6 +114,40 @@ class DkimSettings:
 
 
 @dataclass(frozen=True)
+class AuthSettings:
+    """``[auth]``: the login throttle shared by SMTP AUTH, IMAP and POP3 (mailsuite.auth).
+
+    Failed logins are counted per client address (per /64 for IPv6).
+    """
+
+    failure_delay: float = 1.0  # seconds before answering the first failure; doubles each time
+    max_failure_delay: float = 16.0
+    failures_to_block: int = 10  # this many failures within failure_window block the address
+    failure_window: float = 600.0  # seconds a failure is remembered
+    block_duration: float = 900.0  # seconds an address stays blocked
+    tracked_addresses: int = 10_000  # memory bound: least recently seen addresses are dropped
+    # Clients never counted, delayed or blocked (e.g. a webmail on 127.0.0.1 that throttles
+    # its own users).
+    exempt_networks: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name in ("failures_to_block", "tracked_addresses"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: at least 1")
+        for name in ("failure_window", "block_duration"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: more than 0 seconds")
+        if not self.failure_delay >= 0:
+            raise ValueError("failure_delay: 0 or more seconds")
+        if not self.max_failure_delay >= self.failure_delay:
+            raise ValueError("max_failure_delay: at least failure_delay")
+        try:
+            parse_networks(self.exempt_networks)
+        except ValueError as exc:
+            raise ValueError(f"exempt_networks: {exc}") from None
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of one server."""
 
@@ -128,6 +164,7 @@ class Config:
     pop3: Pop3Settings = field(default_factory=Pop3Settings)
     store: StoreSettings = field(default_factory=StoreSettings)
     dkim: DkimSettings = field(default_factory=DkimSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
     @property
     def state_dir(self) -> Path:
@@ -160,6 +197,7 @@ TABLES: dict[str, type] = {
     "imap": ImapSettings,
     "pop3": Pop3Settings,
     "dkim": DkimSettings,
+    "auth": AuthSettings,
     "store": StoreSettings,
 }
 TOP_LEVEL = ("hostname", "data_dir", "domains")

@@ -27,11 +27,11 @@ from twisted.internet import threads
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
+from mailsuite.networks import parse_networks
+
 __all__ = ["SenderAuthenticator", "parse_networks", "without_forged_results"]
 
 log = Logger()
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Seconds for one DNS question; the SPF evaluation as a whole is bounded by pyspf's limit of
 # 10 lookups (RFC 7208 4.6.4), and the whole check by CHECK_TIMEOUT.
@@ -39,17 +39,6 @@ DNS_TIMEOUT = 5.0
 CHECK_TIMEOUT = 60.0
 THREADS = 4
 _APPLIES_CACHE_SIZE = 4096  # client addresses whose trust verdict is remembered
-
-
-def parse_networks(texts: Iterable[str]) -> list[Network]:
-    """``["127.0.0.0/8", "::1"]`` as networks; ValueError names a bad one."""
-    networks = []
-    for text in texts:
-        try:
-            networks.append(ipaddress.ip_network(text, strict=False))
-        except ValueError:
-            raise ValueError(f"{text!r} is not an IP network (like 192.0.2.0/24)") from None
-    return networks
 
 
 def without_forged_results(message: bytes, authserv_id: str) -> bytes:

@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from twisted.application import service
 from twisted.internet import defer, endpoints
@@ -60,10 +60,10 @@ class Options(usage.Options):
         "./mailsuite.toml is read when present, else the embedded defaults run every listener "
         "on 127.0.0.1 at unprivileged ports."
     )
-    optParameters = [
+    optParameters: ClassVar[list[list[Any]]] = [
         ["config", "c", None, "the TOML configuration file"],
-        ["uid", None, None, "started as root: the user (name or number) to run as once every "
-                            "port is bound (the same as twistd's own --uid)"],
+        ["uid", None, None, ("started as root: the user (name or number) to run as once every "
+                             "port is bound (the same as twistd's own --uid)")],
         ["gid", None, None, "started as root: the group (name or number) to run as"],
     ]
 
@@ -349,7 +349,8 @@ def build(config: Config, reactor: Any, uid: int | None = None,
 
     ctx = ServerContext(
         config=config, accounts=accounts, store=store, spool=None,
-        portal=make_portal(accounts, store), tls=tls, throttle=LoginThrottle(reactor),
+        portal=make_portal(accounts, store), tls=tls,
+        throttle=LoginThrottle(reactor, config.auth),
         maillog=MailLog(config.mail_log_path, reactor), reactor=reactor,
         dkim=_dkim_signer(config, accounts.local_domains()),
         sender_auth=_sender_authenticator(config, reactor),

@@ -7,6 +7,7 @@ from zope.interface import implementer
 
 from mailsuite.accounts import MemoryAccounts
 from mailsuite.auth import LoginBlocked, LoginThrottle, login, make_portal
+from mailsuite.config import AuthSettings
 from mailsuite.interfaces import IAccountStore
 
 
@@ -29,7 +30,7 @@ class PortalTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_login_gives_account_store_avatar(self):
-        iface, avatar, logout = yield self.portal.login(
+        iface, avatar, _logout = yield self.portal.login(
             credentials.UsernamePassword(b"Alice@example.test", b"pw"), None, IAccountStore)
         self.assertIs(iface, IAccountStore)
         self.assertEqual(avatar.user, "alice@example.test")
@@ -71,13 +72,13 @@ class ThrottleTests(unittest.TestCase):
     def test_block_expires(self):
         for _ in range(10):
             self.throttle.record_failure("192.0.2.1")
-        self.clock.advance(LoginThrottle.BLOCK_FOR + 1)
+        self.clock.advance(self.throttle.settings.block_duration + 1)
         self.assertFalse(self.throttle.is_blocked("192.0.2.1"))
 
     def test_failures_outside_window_forgotten(self):
         for _ in range(9):
             self.throttle.record_failure("192.0.2.1")
-        self.clock.advance(LoginThrottle.WINDOW + 1)
+        self.clock.advance(self.throttle.settings.failure_window + 1)
         self.throttle.record_failure("192.0.2.1")
         self.assertFalse(self.throttle.is_blocked("192.0.2.1"))
 
@@ -92,10 +93,92 @@ class ThrottleTests(unittest.TestCase):
         self.assertTrue(self.throttle.is_blocked("2001:db8::ffff"))
 
     def test_memory_bounded(self):
-        self.throttle.MAX_TRACKED = 100
+        self.throttle = LoginThrottle(self.clock, AuthSettings(tracked_addresses=100))
         for i in range(1000):
             self.throttle.record_failure(f"10.0.{i // 256}.{i % 256}")
         self.assertLessEqual(len(self.throttle._records), 100)
+
+
+class ConfiguredThrottleTests(unittest.TestCase):
+    """The ``[auth]`` numbers, on a fake clock."""
+
+    def setUp(self):
+        self.clock = task.Clock()
+
+    def throttle(self, **settings):
+        return LoginThrottle(self.clock, AuthSettings(**settings))
+
+    def fail(self, throttle, times, ip="192.0.2.1"):
+        for _ in range(times):
+            throttle.record_failure(ip)
+
+    def test_defaults_are_the_documented_values(self):
+        throttle = LoginThrottle(self.clock)
+        delays = []
+        for _ in range(6):
+            throttle.record_failure("192.0.2.1")
+            delays.append(throttle.delay_for("192.0.2.1"))
+        self.assertEqual(delays, [1.0, 2.0, 4.0, 8.0, 16.0, 16.0])
+        self.assertEqual(AuthSettings(), AuthSettings(
+            failure_delay=1.0, max_failure_delay=16.0, failures_to_block=10,
+            failure_window=600.0, block_duration=900.0, tracked_addresses=10_000,
+            exempt_networks=[]))
+
+    def test_configured_count_blocks(self):
+        throttle = self.throttle(failures_to_block=3)
+        self.fail(throttle, 2)
+        self.assertFalse(throttle.is_blocked("192.0.2.1"))
+        self.fail(throttle, 1)
+        self.assertTrue(throttle.is_blocked("192.0.2.1"))
+        self.assertFalse(throttle.is_blocked("192.0.2.2"))
+
+    def test_block_lifted_after_configured_duration(self):
+        throttle = self.throttle(failures_to_block=3, block_duration=30.0)
+        self.fail(throttle, 3)
+        self.clock.advance(29.5)
+        self.assertTrue(throttle.is_blocked("192.0.2.1"))
+        self.clock.advance(0.5)
+        self.assertFalse(throttle.is_blocked("192.0.2.1"))
+        self.fail(throttle, 2)  # the count starts again after a block
+        self.assertFalse(throttle.is_blocked("192.0.2.1"))
+
+    def test_configured_window(self):
+        throttle = self.throttle(failures_to_block=3, failure_window=60.0)
+        self.fail(throttle, 2, "192.0.2.1")
+        self.fail(throttle, 2, "192.0.2.2")
+        self.clock.advance(59.0)
+        self.fail(throttle, 1, "192.0.2.1")  # three within 60 s
+        self.assertTrue(throttle.is_blocked("192.0.2.1"))
+        self.clock.advance(1.0)
+        self.fail(throttle, 1, "192.0.2.2")  # the first two are 60 s old: forgotten
+        self.assertFalse(throttle.is_blocked("192.0.2.2"))
+
+    def test_configured_delay_schedule(self):
+        throttle = self.throttle(failure_delay=0.5, max_failure_delay=3.0)
+        delays = []
+        for _ in range(5):
+            throttle.record_failure("192.0.2.1")
+            delays.append(throttle.delay_for("192.0.2.1"))
+        self.assertEqual(delays, [0.5, 1.0, 2.0, 3.0, 3.0])
+
+    def test_no_delay(self):
+        throttle = self.throttle(failure_delay=0.0, max_failure_delay=0.0)
+        self.fail(throttle, 5)
+        self.assertEqual(throttle.delay_for("192.0.2.1"), 0.0)
+
+    def test_many_failures_keep_the_longest_delay(self):
+        throttle = self.throttle(failures_to_block=5000)
+        self.fail(throttle, 1100)
+        self.assertEqual(throttle.delay_for("192.0.2.1"), 16.0)
+
+    def test_exempt_networks_are_never_counted(self):
+        throttle = self.throttle(failures_to_block=3, exempt_networks=["127.0.0.0/8", "::1/128"])
+        for ip in ("127.0.0.1", "::ffff:127.0.0.2", "::1"):
+            self.fail(throttle, 20, ip)
+            self.assertFalse(throttle.is_blocked(ip))
+            self.assertEqual(throttle.delay_for(ip), 0.0)
+        self.fail(throttle, 3, "192.0.2.1")
+        self.assertTrue(throttle.is_blocked("192.0.2.1"))
 
 
 class LoginTests(unittest.TestCase):

@@ -94,10 +94,52 @@ def test_config_is_frozen(tmp_path):
     ('hostname = \n', r"mailsuite.toml: TOML syntax error"),
     ('[dkim]\nselector = "a.b"\n', r"mailsuite.toml: \[dkim\]: selector: 'a.b' is not a DNS label"),
     ('[dkim]\nkey_bits = 512\n', r"mailsuite.toml: \[dkim\]: key_bits: 512 is outside"),
+    ('[auth]\nmax_failures = 3\n', r"mailsuite.toml: auth.max_failures: unknown key"),
+    ('[auth]\nfailures_to_block = 2.5\n',
+     r"mailsuite.toml: auth.failures_to_block: expected an integer, got 2.5"),
+    ('[auth]\nfailures_to_block = 0\n', r"mailsuite.toml: \[auth\]: failures_to_block: at least 1"),
+    ('[auth]\ntracked_addresses = -1\n', r"mailsuite.toml: \[auth\]: tracked_addresses: at least 1"),
+    ('[auth]\nfailure_window = 0\n', r"mailsuite.toml: \[auth\]: failure_window: more than 0"),
+    ('[auth]\nblock_duration = -5\n', r"mailsuite.toml: \[auth\]: block_duration: more than 0"),
+    ('[auth]\nblock_duration = nan\n', r"mailsuite.toml: \[auth\]: block_duration: more than 0"),
+    ('[auth]\nblock_duration = "15m"\n', r"mailsuite.toml: auth.block_duration: expected a number"),
+    ('[auth]\nfailure_delay = -1\n', r"mailsuite.toml: \[auth\]: failure_delay: 0 or more"),
+    ('[auth]\nmax_failure_delay = 0.5\n',
+     r"mailsuite.toml: \[auth\]: max_failure_delay: at least failure_delay"),
+    ('[auth]\nexempt_networks = "127.0.0.1"\n',
+     r"mailsuite.toml: auth.exempt_networks: expected a list of strings"),
+    ('[auth]\nexempt_networks = ["127.0.0.0/33"]\n',
+     r"mailsuite.toml: \[auth\]: exempt_networks: '127.0.0.0/33' is not an IP network"),
 ])
 def test_bad_config_names_file_key_and_problem(tmp_path, text, pattern):
     with pytest.raises(ConfigError, match=pattern):
         load_config(write(tmp_path, text))
+
+
+def test_auth_table(tmp_path):
+    config = load_config(write(tmp_path, """
+[auth]
+failures_to_block = 3
+failure_window = 60
+block_duration = 120
+failure_delay = 0.25
+max_failure_delay = 2
+tracked_addresses = 500
+exempt_networks = ["127.0.0.1/32", "::1"]
+"""))
+    auth = config.auth
+    assert (auth.failures_to_block, auth.tracked_addresses) == (3, 500)
+    assert (auth.failure_window, auth.block_duration) == (60.0, 120.0)
+    assert isinstance(auth.block_duration, float)
+    assert (auth.failure_delay, auth.max_failure_delay) == (0.25, 2.0)
+    assert auth.exempt_networks == ["127.0.0.1/32", "::1"]
+
+
+def test_auth_defaults_without_the_table(tmp_path):
+    auth = load_config(write(tmp_path, 'hostname = "mx.example.test"\n')).auth
+    assert (auth.failures_to_block, auth.failure_window, auth.block_duration) == (10, 600.0, 900.0)
+    assert (auth.failure_delay, auth.max_failure_delay) == (1.0, 16.0)
+    assert auth.exempt_networks == []
 
 
 def test_missing_file(tmp_path):
@@ -123,7 +165,7 @@ def test_every_settings_field_is_accepted(tmp_path):
 
     defaults = Config()
     lines = []
-    for table in ("smtp", "relay", "imap", "pop3", "store"):
+    for table in ("smtp", "relay", "imap", "pop3", "store", "auth"):
         lines.append(f"[{table}]")
         for f in dataclasses.fields(getattr(defaults, table)):
             value = getattr(getattr(defaults, table), f.name)
@@ -131,7 +173,7 @@ def test_every_settings_field_is_accepted(tmp_path):
                 continue
             lines.append(f"{f.name} = {toml_value(value)}")
     config = load_config(write(tmp_path, "\n".join(lines) + "\n"))
-    for table in ("smtp", "relay", "imap", "pop3", "store"):
+    for table in ("smtp", "relay", "imap", "pop3", "store", "auth"):
         assert getattr(config, table) == getattr(defaults, table)
 
 

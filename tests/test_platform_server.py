@@ -27,10 +27,10 @@ def client_context(server):
 
 def tls_peer_cert(server, service):
     """Handshake on an implicit-TLS port with hostname verification; the server's cert (DER)."""
-    with socket.create_connection(("127.0.0.1", server.ports[service]), timeout=10) as raw:
-        with client_context(server).wrap_socket(raw, server_hostname=server.hostname) as s:
-            assert s.version() in ("TLSv1.2", "TLSv1.3")
-            return s.getpeercert(binary_form=True)
+    with (socket.create_connection(("127.0.0.1", server.ports[service]), timeout=10) as raw,
+          client_context(server).wrap_socket(raw, server_hostname=server.hostname) as s):
+        assert s.version() in ("TLSv1.2", "TLSv1.3")
+        return s.getpeercert(binary_form=True)
 
 
 def greeting(port):
@@ -40,7 +40,7 @@ def greeting(port):
 
 def test_twistd_lists_the_plugin():
     result = subprocess.run([sys.executable, "-c", TWISTD, "--help"], capture_output=True,
-                            text=True, env=environment(), timeout=60)
+                            text=True, env=environment(), timeout=60, check=False)
     assert result.returncode == 0
     assert "mailsuite" in result.stdout
 
@@ -61,9 +61,9 @@ def test_tls_1_1_refused(mail_server):
     ctx = client_context(mail_server)
     ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
     ctx.maximum_version = ssl.TLSVersion.TLSv1_1
-    with socket.create_connection(("127.0.0.1", mail_server.ports["imaps"]), timeout=10) as raw:
-        with pytest.raises((ssl.SSLError, OSError)):
-            ctx.wrap_socket(raw, server_hostname=mail_server.hostname)
+    with (socket.create_connection(("127.0.0.1", mail_server.ports["imaps"]), timeout=10) as raw,
+          pytest.raises((ssl.SSLError, OSError))):
+        ctx.wrap_socket(raw, server_hostname=mail_server.hostname)
 
 
 def test_logs_one_line_per_listener_and_accounts_hint(mail_server):
@@ -106,6 +106,50 @@ def test_wrong_password_refused(mail_server):
     with pytest.raises(imaplib.IMAP4.error):
         imap.login("dave@example.test", "wrong")
     imap.shutdown()
+
+
+NO_LOGIN_DELAY = "failure_delay = 0.0\nmax_failure_delay = 0.0\n"
+
+
+def imap_login(server, password, user="erin@example.test"):
+    """"OK" or "NO" for one IMAPS login on a fresh connection."""
+    ctx = client_context(server)
+    ctx.check_hostname = False
+    imap = imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"], ssl_context=ctx, timeout=30)
+    try:
+        return imap.login(user, password)[0]
+    except imaplib.IMAP4.error:
+        return "NO"
+    finally:
+        imap.shutdown()
+
+
+def test_auth_table_sets_when_the_login_throttle_blocks(mail_server_factory):
+    """[auth] failures_to_block = 3: two failures do not block, the third blocks the address
+    for IMAP and POP3 alike (one throttle), even with the right password."""
+    server = mail_server_factory("[auth]\nfailures_to_block = 3\n" + NO_LOGIN_DELAY)
+    server.add_user("erin@example.test", "right")
+    assert [imap_login(server, "wrong") for _ in range(2)] == ["NO", "NO"]
+    assert imap_login(server, "right") == "OK"  # not blocked after two; success clears the count
+    assert [imap_login(server, "wrong") for _ in range(3)] == ["NO", "NO", "NO"]
+    assert imap_login(server, "right") == "NO"
+    ctx = client_context(server)
+    ctx.check_hostname = False
+    pop = poplib.POP3_SSL("127.0.0.1", server.ports["pop3s"], context=ctx, timeout=30)
+    try:
+        pop.user("erin@example.test")
+        with pytest.raises(poplib.error_proto, match="SYS/TEMP"):
+            pop.pass_("right")
+    finally:
+        pop.close()
+
+
+def test_auth_exempt_networks_are_never_blocked(mail_server_factory):
+    server = mail_server_factory(
+        '[auth]\nfailures_to_block = 2\nexempt_networks = ["127.0.0.0/8"]\n' + NO_LOGIN_DELAY)
+    server.add_user("erin@example.test", "right")
+    assert [imap_login(server, "wrong") for _ in range(4)] == ["NO"] * 4
+    assert imap_login(server, "right") == "OK"
 
 
 def test_password_not_in_data_dir_or_logs(mail_server):

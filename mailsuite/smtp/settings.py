@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass, field
 
+from mailsuite.networks import parse_networks
+
 
 @dataclass(frozen=True, slots=True)
 class SmtpSettings:
@@ -23,6 +25,4 @@ class SmtpSettings:
     trusted_networks: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
 
     def __post_init__(self) -> None:
-        from mailsuite.sender_auth import parse_networks
-
         parse_networks(self.trusted_networks)  # ValueError names a bad entry
