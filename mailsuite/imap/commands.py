@@ -17,12 +17,14 @@ from mailsuite.imap import (
     cmd_message,
     cmd_search,
     cmd_sort,
+    cmd_thread,
 )
 from mailsuite.imap.session import Session, State
 
 Handler = Callable[[Session, Any], Awaitable[Any]]
 
-_FAMILIES = (cmd_auth, cmd_mailbox, cmd_message, cmd_fetch, cmd_search, cmd_sort, cmd_idle)
+_FAMILIES = (cmd_auth, cmd_mailbox, cmd_message, cmd_fetch, cmd_search, cmd_sort, cmd_thread,
+             cmd_idle)
 
 _TABLES: dict[State, dict[str, Handler]] = {s: {} for s in State}
 for _family in _FAMILIES:
@@ -47,7 +49,7 @@ AUTHENTICATED_CAPABILITIES = (
     "NAMESPACE", "UIDPLUS", "MULTIAPPEND", "MOVE", "UNSELECT", "CHILDREN", "SPECIAL-USE",
     "LIST-EXTENDED", "LIST-STATUS", "CONDSTORE", "QRESYNC", "ESEARCH", "WITHIN",
     "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", "STATUS=SIZE", "SORT", "SORT=DISPLAY",
-    "UTF8=ACCEPT",
+    *cmd_thread.CAPABILITIES, "UTF8=ACCEPT",
 )
 
 
