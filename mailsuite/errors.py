@@ -36,6 +36,10 @@ class FolderNotEmpty(StoreError):
     """The folder has children or messages and cannot be removed as asked."""
 
 
+class SpecialUseNotSupported(StoreError):
+    """The store cannot give a folder that special use (RFC 6154: unknown, or virtual)."""
+
+
 class MessageNotFound(StoreError):
     """No message with that UID (it may have been expunged by another session)."""
 

@@ -37,6 +37,14 @@ SPECIAL_USE_FOLDERS = {
     "Archive": "\\Archive",
 }
 
+# RFC 6154 section 2: every special-use attribute the RFC defines.
+SPECIAL_USE_ATTRIBUTES = frozenset(
+    {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
+)
+# Those a user may give a new folder (RFC 6154 section 3). \All and \Flagged name virtual
+# folders (every message, every flagged message) that a Maildir store does not have.
+ASSIGNABLE_SPECIAL_USES = SPECIAL_USE_ATTRIBUTES - {"\\All", "\\Flagged"}
+
 
 # --- store values ------------------------------------------------------------------------
 
@@ -207,8 +215,13 @@ class IAccountStore(Interface):
     def list_folders() -> list[FolderInfo]:
         """Every folder, INBOX first; special-use folders exist for every user."""
 
-    def create_folder(name: str) -> None:
-        """Create (and any missing parents); raises FolderExists, InvalidFolderName."""
+    def create_folder(name: str, special_use: str | None = None) -> None:
+        """Create (and any missing parents); raises FolderExists, InvalidFolderName.
+
+        ``special_use`` (RFC 6154 section 3, e.g. ``"\\Sent"``) is listed with the folder from
+        then on, kept across restarts and renames; SpecialUseNotSupported if it is not one of
+        ``ASSIGNABLE_SPECIAL_USES`` (nothing is created then).
+        """
 
     def delete_folder(name: str) -> None:
         """Delete a folder; raises FolderNotFound, InvalidFolderName (INBOX)."""

@@ -236,3 +236,55 @@ def test_utf8_append() -> None:
 def test_utf8_append_needs_enable() -> None:
     c = logged_in()
     assert b"a BAD" in c.send(b"a APPEND INBOX UTF8 (~{3+}\r\nabc)\r\n")
+
+
+# --- CREATE-SPECIAL-USE (RFC 6154 section 3) --------------------------------------------------
+
+
+def test_create_special_use_is_advertised() -> None:
+    c = logged_in()
+    assert b"CREATE-SPECIAL-USE" in untagged(c.ok("CAPABILITY"), "CAPABILITY")[0].split()
+
+
+def test_create_with_use_lists_the_attribute() -> None:
+    c = logged_in()
+    c.ok("CREATE Outgoing (USE (\\Sent))")
+    c.ok("CREATE Bin (USE (\\trash \\Trash))")  # case-insensitive; a repeat is one use
+    c.ok("CREATE Plain")
+    out = c.ok('LIST "" "*"')
+    assert b'* LIST (\\HasNoChildren \\Sent) "/" "Outgoing"' in out
+    assert b'* LIST (\\HasNoChildren \\Trash) "/" "Bin"' in out
+    assert b'* LIST (\\HasNoChildren) "/" "Plain"' in out
+    special = c.ok('LIST (SPECIAL-USE) "" "*"')
+    names = {line.rsplit(b" ", 1)[1] for line in untagged(special, "LIST")}
+    assert names == {b'"Outgoing"', b'"Bin"', b'"Sent"', b'"Drafts"', b'"Trash"', b'"Junk"',
+                     b'"Archive"'}
+    assert b'"Outgoing"' in c.ok('LIST "" "*" RETURN (SPECIAL-USE)')
+
+
+def test_create_with_empty_use_list_is_a_plain_folder() -> None:
+    c = logged_in()
+    c.ok("CREATE Nothing (USE ())")
+    assert b'* LIST (\\HasNoChildren) "/" "Nothing"' in c.ok('LIST "" "Nothing"')
+
+
+def test_create_with_unknown_or_virtual_use_is_refused() -> None:
+    c = logged_in()
+    for command in ("CREATE A (USE (\\Bogus))", "CREATE A (USE (\\All))",
+                    "CREATE A (USE (\\Flagged))", "CREATE A (USE (\\Sent \\Trash))"):
+        assert c.status(c.cmd(command)).startswith(b"NO [USEATTR]"), command
+    assert untagged(c.ok('LIST "" "A"'), "LIST") == []  # nothing was created
+
+
+def test_create_with_bad_parameters_is_bad() -> None:
+    c = logged_in()
+    for command in ("CREATE A (FOO)", "CREATE A (USE)", "CREATE A (USE (Sent))",
+                    "CREATE A (USE (\\Sent)", "CREATE A USE (\\Sent)"):
+        assert c.status(c.cmd(command)).startswith(b"BAD"), command
+    assert untagged(c.ok('LIST "" "A"'), "LIST") == []
+
+
+def test_create_with_use_on_existing_name_fails() -> None:
+    c = logged_in()
+    assert c.status(c.cmd("CREATE Sent (USE (\\Archive))")).startswith(b"NO [ALREADYEXISTS]")
+    assert b"\\Sent" in c.ok('LIST "" "Sent"')

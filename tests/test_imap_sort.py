@@ -6,6 +6,7 @@ import pytest
 from test_imap_helpers import ALICE, Client, deliver, make_ctx
 
 from mailsuite.imap.cmd_sort import base_subject
+from mailsuite.imap.subjects import extract_base_subject
 
 
 def raw(sender: str, subject: str, date: str, body: str = "x") -> bytes:
@@ -72,3 +73,10 @@ def test_sort_bad_criteria(c: Client) -> None:
     ("[fwd: inner]", "inner"), ("Re:", "re:"), ("", "")])
 def test_base_subject(subject: str, base: str) -> None:
     assert base_subject(subject) == base
+
+
+@pytest.mark.parametrize(("subject", "refwd"), [
+    ("Re: hello", True), ("hello (fwd)", True), ("[fwd: hello]", True), ("Fw: hello", True),
+    ("[list] hello", False), ("hello", False), ("Re:", False), ("", False)])
+def test_reply_or_forward(subject: str, refwd: bool) -> None:
+    assert extract_base_subject(subject)[1] is refwd

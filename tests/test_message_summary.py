@@ -465,3 +465,12 @@ def test_long_blank_runs_in_content_type_stay_linear() -> None:
     # A regular expression fast path would backtrack quadratically here.
     raw = b"Content-Type: text/plain; charset=utf-8" + b" " * 1_000_000 + b"x\r\n\r\nbody"
     assert summarize(raw)["body"]["params"] == [["charset", "utf-8"]]
+
+
+def test_references_kept_for_threading() -> None:
+    raw = (b"Subject: x\r\nReferences: <a@example.test>\r\n <b@example.test>\r\n"
+           b"In-Reply-To: <b@example.test>\r\n\r\nbody\r\n")
+    summary = summarize(raw)
+    assert summary["references"] == "<a@example.test> <b@example.test>"
+    assert summary["envelope"]["in_reply_to"] == "<b@example.test>"
+    assert summarize(b"Subject: x\r\n\r\n")["references"] is None

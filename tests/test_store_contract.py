@@ -19,6 +19,7 @@ from mailsuite.errors import (
     MessageNotFound,
     QuotaExceeded,
     ReadOnlyFolder,
+    SpecialUseNotSupported,
 )
 from mailsuite.interfaces import (
     INBOX,
@@ -191,6 +192,30 @@ class StoreContract:
         d = defer.Deferred.fromCoroutine(self._rename_inbox())
         d.addCallback(self.assertEqual, (0, 1))
         return d
+
+    # --- special use given at creation (RFC 6154 section 3) --------------------------------
+
+    def special_uses(self):
+        return {f.name: f.special_use for f in self.account.list_folders()}
+
+    def test_create_with_special_use_is_listed(self):
+        self.account.create_folder("Outbox/2026", "\\Sent")
+        listed = self.special_uses()
+        self.assertEqual((listed["Outbox/2026"], listed["Outbox"], listed["Sent"]),
+                         ("\\Sent", None, "\\Sent"))
+
+    def test_create_with_virtual_or_unknown_use_creates_nothing(self):
+        for use in ("\\All", "\\Flagged", "\\Bogus"):
+            self.assertRaises(SpecialUseNotSupported, self.account.create_folder, "V", use)
+        self.assertNotIn("V", self.special_uses())
+
+    def test_special_use_follows_rename_and_ends_with_delete(self):
+        self.account.create_folder("Old/Bin", "\\Trash")
+        self.account.rename_folder("Old", "New")
+        self.assertEqual(self.special_uses().get("New/Bin"), "\\Trash")
+        self.account.delete_folder("New/Bin")
+        self.account.create_folder("New/Bin")  # the same name again: no leftover use
+        self.assertIsNone(self.special_uses()["New/Bin"])
 
     def test_rename_moves_subscription(self):
         self.account.create_folder("Old")

@@ -98,6 +98,24 @@ class LayoutTests(MaildirTestCase):
 
         self.assertRaises(StoreError, self.store.account, "../x@example.test")
 
+    def test_special_use_survives_restart(self):
+        self.account.create_folder("Outgoing", "\\Sent")
+        account = self.new_store().account(USER)
+        listed = {f.name: f.special_use for f in account.list_folders()}
+        self.assertEqual(listed["Outgoing"], "\\Sent")
+        document = json.loads((self.maildir / "mailsuite-special-use").read_text())
+        self.assertEqual(document, {"version": 1, "folders": {"Outgoing": "\\Sent"}})
+
+    def test_special_use_of_folder_removed_by_another_program_is_forgotten(self):
+        import shutil
+
+        self.account.create_folder("Outgoing", "\\Sent")
+        shutil.rmtree(self.maildir / ".Outgoing")  # mutt or an admin removed it
+        self.account.create_folder("Outgoing")
+        listed = {f.name: f.special_use for f in self.account.list_folders()}
+        self.assertIsNone(listed["Outgoing"])
+        self.assertFalse((self.maildir / "mailsuite-special-use").exists())
+
     def test_subscriptions_file_is_dovecot_v2(self):
         self.account.create_folder("a/b")
         self.account.set_subscribed("a/b", True)

@@ -1,6 +1,6 @@
 """Mailbox commands: SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB,
 STATUS (RFC 3501 6.3), NAMESPACE (RFC 2342), LIST-EXTENDED/LIST-STATUS (RFC 5258, 5819),
-SPECIAL-USE (RFC 6154), QUOTA (RFC 9208), SELECT (CONDSTORE/QRESYNC) (RFC 7162 3.1.2, 3.2.5).
+SPECIAL-USE and CREATE-SPECIAL-USE (RFC 6154), QUOTA (RFC 9208), SELECT (CONDSTORE/QRESYNC) (RFC 7162 3.1.2, 3.2.5).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from mailsuite.imap.folders import checked_name, effective_pattern, matches
 from mailsuite.imap.parser import ParseError, Reader, SequenceSet
 from mailsuite.imap.responses import Code, CommandFailed, Reply, bad, from_store_error, no, ok
 from mailsuite.imap.session import SelectedView, Session, State
-from mailsuite.interfaces import INBOX, SYSTEM_FLAGS, FolderInfo
+from mailsuite.interfaces import INBOX, SPECIAL_USE_ATTRIBUTES, SYSTEM_FLAGS, FolderInfo
 
 AUTHED = (State.AUTHENTICATED, State.SELECTED)
 STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE",
@@ -181,14 +181,39 @@ def _range_text(low: int, high: int) -> str:
 async def create(session: Session, r: Reader) -> Reply | None:
     r.sp()
     raw = r.astring()
-    if r.maybe_sp():  # RFC 6154 CREATE-SPECIAL-USE parameters are accepted and ignored
-        r.items(lambda: r.keyword() if r.peek() != 0x28 else r.flag_list())
+    uses: list[str] = []
+    if r.maybe_sp():
+        uses = list(dict.fromkeys(_create_params(r)))  # (\Sent \Sent) is one use
     r.end()
     name = checked_name(raw, creating=True, utf8=session.utf8)
     if name.upper() == INBOX:
         raise no("Mailbox already exists.", Code.ALREADYEXISTS)
-    _store_call(session.account.create_folder, name, mailbox=name)
+    for use in uses:
+        if use not in SPECIAL_USE_ATTRIBUTES:  # RFC 6154 section 3: refuse, create nothing
+            raise no(f"Unknown special use {use}.", Code.USEATTR)
+    if len(uses) > 1:  # RFC 6154 allows refusing combinations; a folder here has one use
+        raise no("Only one special use per mailbox is supported.", Code.USEATTR)
+    special_use = uses[0] if uses else None
+    _store_call(session.account.create_folder, name, special_use, mailbox=name)
     return ok("Create completed.")
+
+
+def _create_params(r: Reader) -> list[str]:
+    """RFC 4466 create-params; only RFC 6154's ``USE (attr ...)`` is known: its attributes."""
+    uses: list[str] = []
+    r.open_list()
+    while True:
+        param = r.keyword()
+        if param != "USE":
+            raise bad(f"Unknown CREATE parameter {param}.")
+        r.sp()
+        for use in r.items(r.flag):
+            if not use.startswith("\\") or use == "\\*":
+                raise bad("A special use is a backslash attribute.")
+            uses.append(use)
+        if r.close_list():
+            return uses
+        r.sp()
 
 
 async def delete(session: Session, r: Reader) -> Reply | None:

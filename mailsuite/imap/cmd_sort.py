@@ -7,40 +7,18 @@ Equal messages keep their mailbox order, as the RFC demands.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from mailsuite.imap.cmd_search import Candidate, KeyParser, matching, read_charset
 from mailsuite.imap.parser import ParseError, Reader
 from mailsuite.imap.responses import Reply
 from mailsuite.imap.session import Session, State
+from mailsuite.imap.subjects import base_subject
 from mailsuite.message.headers import decode_words
 
 SELECTED = (State.SELECTED,)
 KEYS = ("ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO")
 MAX_CRITERIA = 16
-
-_TRAILER = re.compile(r"(\s*\(fwd\))+\s*$", re.IGNORECASE)
-_LEADER = re.compile(r"^\s*((re|fwd?)\s*(\[[^\[\]]*\])?\s*:\s*|\[[^\[\]]*\]\s*)", re.IGNORECASE)
-_FWD_WRAP = re.compile(r"^\[fwd:\s*(.*)\]$", re.IGNORECASE | re.DOTALL)
-
-
-def base_subject(subject: str | None) -> str:
-    """RFC 5256 section 2.1: the subject without reply/forward markers, case-folded."""
-    text = " ".join((subject or "").split("\n", 1)[0].split())
-    for _ in range(100):  # every pass removes something or stops
-        before = text
-        text = _TRAILER.sub("", text)
-        match = _LEADER.match(text)
-        if match and text[match.end():].strip():
-            text = text[match.end():]
-        wrapped = _FWD_WRAP.match(text)
-        if wrapped:
-            text = wrapped.group(1)
-        text = text.strip()
-        if text == before:
-            break
-    return text.casefold()
 
 
 def _first_address(summary: dict[str, Any], field: str) -> list[Any] | None:
@@ -68,7 +46,8 @@ def _display_key(field: str) -> Any:
     return key
 
 
-def _date_key(c: Candidate) -> float:
+def sent_date(c: Candidate) -> float:
+    """RFC 5256 section 2.2 sent date: the Date header in UTC, else the internal date."""
     epoch = c.summary.get("date_epoch")
     return float(epoch) if epoch is not None else c.info.internal_date
 
@@ -76,7 +55,7 @@ def _date_key(c: Candidate) -> float:
 KEY_FUNCTIONS = {
     "ARRIVAL": lambda c: c.info.internal_date,
     "SIZE": lambda c: c.info.size,
-    "DATE": _date_key,
+    "DATE": sent_date,
     "SUBJECT": lambda c: base_subject(c.summary.get("decoded", {}).get("subject")),
     "FROM": _mailbox_key("from"),
     "TO": _mailbox_key("to"),

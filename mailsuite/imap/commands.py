@@ -17,12 +17,14 @@ from mailsuite.imap import (
     cmd_message,
     cmd_search,
     cmd_sort,
+    cmd_thread,
 )
 from mailsuite.imap.session import Session, State
 
 Handler = Callable[[Session, Any], Awaitable[Any]]
 
-_FAMILIES = (cmd_auth, cmd_mailbox, cmd_message, cmd_fetch, cmd_search, cmd_sort, cmd_idle)
+_FAMILIES = (cmd_auth, cmd_mailbox, cmd_message, cmd_fetch, cmd_search, cmd_sort, cmd_thread,
+             cmd_idle)
 
 _TABLES: dict[State, dict[str, Handler]] = {s: {} for s in State}
 for _family in _FAMILIES:
@@ -45,9 +47,10 @@ BASE_CAPABILITIES = ("IMAP4rev1", "SASL-IR", "ID", "ENABLE", "IDLE", "LITERAL+")
 AUTHENTICATED_CAPABILITIES = (
     "IMAP4rev1", "SASL-IR", "ID", "ENABLE", "IDLE", "LITERAL+",
     "NAMESPACE", "UIDPLUS", "MULTIAPPEND", "MOVE", "UNSELECT", "CHILDREN", "SPECIAL-USE",
+    "CREATE-SPECIAL-USE",
     "LIST-EXTENDED", "LIST-STATUS", "CONDSTORE", "QRESYNC", "ESEARCH", "WITHIN",
     "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", "STATUS=SIZE", "SORT", "SORT=DISPLAY",
-    "UTF8=ACCEPT",
+    *cmd_thread.CAPABILITIES, "UTF8=ACCEPT",
 )
 
 

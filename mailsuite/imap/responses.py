@@ -39,6 +39,7 @@ class Code:
     TOOBIG = "TOOBIG"
     TRYCREATE = "TRYCREATE"
     UNAVAILABLE = "UNAVAILABLE"
+    USEATTR = "USEATTR"  # RFC 6154 section 3
     NOMODSEQ = "NOMODSEQ"
 
 
@@ -98,6 +99,8 @@ def from_store_error(error: errors.MailsuiteError, mailbox: str | None = None) -
         return Reply(NO, "Mailbox has children or messages", Code.CANNOT)
     if isinstance(error, errors.QuotaExceeded):
         return Reply(NO, "Quota exceeded (mailbox for user is full)", Code.OVERQUOTA)
+    if isinstance(error, errors.SpecialUseNotSupported):
+        return Reply(NO, "Special use not supported" + name, Code.USEATTR)
     if isinstance(error, errors.ReadOnlyFolder):
         return Reply(NO, "Mailbox is read-only", Code.READ_ONLY)
     if isinstance(error, errors.MessageNotFound):

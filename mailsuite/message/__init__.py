@@ -14,7 +14,7 @@ Public surface
 - ``mailsuite.imap.render``: the summary in IMAP syntax (ENVELOPE, BODY, BODYSTRUCTURE) and
   string/nstring/astring/literal helpers.
 
-Summary format (``SUMMARY_VERSION`` = 1)
+Summary format (``SUMMARY_VERSION`` = 2)
 -----------------------------------------
 Only ``str``, ``int``, ``None``, ``list`` and ``dict``: ``json.dumps`` works on it as is.
 Every "raw" string is the original header octets decoded with **latin-1** (lossless:
@@ -27,12 +27,13 @@ lists: all are merged), as in Dovecot.
 ::
 
     {
-      "version": 1,                 # bump => caches rebuild
+      "version": 2,                 # bump => caches rebuild
       "size": int,                  # len(raw)  (RFC822.SIZE)
       "header_size": int,           # bytes of the top header incl. the empty line (BODY[HEADER])
       "date_epoch": int | None,     # Date header as UTC epoch seconds (None: absent/unparsable)
       "sent_date": "YYYY-MM-DD" | None,  # calendar date of Date in its own zone (SENTON/...)
       "envelope": ENVELOPE,
+      "references": str | None,     # raw References header (THREAD=REFERENCES, RFC 5256 3)
       "body": NODE,                 # the BODYSTRUCTURE tree of the whole message
       "decoded": {                  # decoded text (RFC 2047, 8-bit as UTF-8/cp1252) for SEARCH;
         "subject": str | None,      # all occurrences joined with "\\n"; None if absent

@@ -8,7 +8,7 @@ from mailsuite.message import headers as hdr
 from mailsuite.message.addresses import parse_address_list
 from mailsuite.message.scan import Entity, parse_message
 
-SUMMARY_VERSION = 1
+SUMMARY_VERSION = 2  # 2: "references" (RFC 5256 THREAD=REFERENCES)
 
 # Fields whose decoded text the summary keeps for SEARCH (RFC 3501 6.4.4 FROM/TO/CC/BCC/SUBJECT).
 DECODED_FIELDS = ("subject", "from", "to", "cc", "bcc")
@@ -180,6 +180,7 @@ def _summarize(raw: bytes) -> dict[str, Any]:
         "date_epoch": date[0] if date else None,
         "sent_date": date[1] if date else None,
         "envelope": envelope,
+        "references": _last(raw, root, b"references"),
         "body": body_node(raw, root),
         "decoded": _decoded(raw, root),
     }
@@ -197,6 +198,7 @@ def _fallback(raw: bytes) -> dict[str, Any]:
         "date_epoch": None,
         "sent_date": None,
         "envelope": empty_envelope(),
+        "references": None,
         "body": node,
         "decoded": {name: None for name in DECODED_FIELDS},
     }

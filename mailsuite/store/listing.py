@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from mailsuite.errors import QuotaExceeded
-from mailsuite.interfaces import INBOX, SPECIAL_USE_FOLDERS, FolderInfo, Quota, QuotaUsage
+from mailsuite.errors import QuotaExceeded, SpecialUseNotSupported
+from mailsuite.interfaces import (
+    ASSIGNABLE_SPECIAL_USES,
+    INBOX,
+    SPECIAL_USE_FOLDERS,
+    FolderInfo,
+    Quota,
+    QuotaUsage,
+)
 from mailsuite.store.settings import StoreSettings
 
 
-def build_listing(names: Iterable[str], subscribed: set[str]) -> list[FolderInfo]:
+def build_listing(
+    names: Iterable[str], subscribed: set[str], assigned: Mapping[str, str] | None = None
+) -> list[FolderInfo]:
     """FolderInfo for every existing folder, INBOX first, then in name order.
 
-    Special use (RFC 6154) is given to the top-level folders named in ``SPECIAL_USE_FOLDERS``.
+    Special use (RFC 6154) is given to the top-level folders named in ``SPECIAL_USE_FOLDERS``
+    and to the folders a user created with one (``assigned``: name -> attribute).
     """
+    assigned = assigned or {}
     existing = set(names)
     existing.add(INBOX)
     parents: set[str] = set()
@@ -25,13 +36,29 @@ def build_listing(names: Iterable[str], subscribed: set[str]) -> list[FolderInfo
     return [
         FolderInfo(
             name=name,
-            special_use=SPECIAL_USE_FOLDERS.get(name),
+            special_use=assigned.get(name) or SPECIAL_USE_FOLDERS.get(name),
             subscribed=name in subscribed,
             has_children=name in parents,
             selectable=True,
         )
         for name in ordered
     ]
+
+
+def check_special_use(special_use: str | None) -> None:
+    """SpecialUseNotSupported unless ``special_use`` is None or one a folder can be given."""
+    if special_use is not None and special_use not in ASSIGNABLE_SPECIAL_USES:
+        raise SpecialUseNotSupported(f"special use {special_use!r} cannot be assigned")
+
+
+def moved_names(names: Mapping[str, str], source: str, target: str) -> dict[str, str]:
+    """``names`` with ``source`` and the folders below it renamed to ``target``."""
+    out = {}
+    for name, value in names.items():
+        if name == source or name.startswith(source + "/"):
+            name = target + name[len(source) :]
+        out[name] = value
+    return out
 
 
 def effective_quota(quota: Quota | None, settings: StoreSettings) -> Quota:

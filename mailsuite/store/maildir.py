@@ -3,7 +3,8 @@
 The on-disk format is described in ``mailsuite/store/FORMAT.md`` and in the modules that own
 each file: ``layout`` (directories), ``filenames`` (message file names and flags),
 ``uidlist`` (``dovecot-uidlist``), ``keywords`` (``dovecot-keywords``), ``modseq``
-(``mailsuite-modseq``), ``cache`` (``mailsuite-cache``), ``subscriptions`` (``subscriptions``).
+(``mailsuite-modseq``), ``cache`` (``mailsuite-cache``), ``subscriptions`` (``subscriptions``),
+``special_use`` (``mailsuite-special-use``).
 
 Several processes (mailsuite nodes, Dovecot, mutt) may share a tree: UIDs are assigned under a
 lock file, every other change is a rename or unlink, and each process notices the others'
@@ -50,9 +51,16 @@ from mailsuite.store.events import ChangeHub
 from mailsuite.store.filenames import INFO_SEPARATOR, NameMaker, size_from_base
 from mailsuite.store.flags import FlagInterner, normalize_flags
 from mailsuite.store.folder import FolderState
-from mailsuite.store.listing import build_listing, check_quota, effective_quota
+from mailsuite.store.listing import (
+    build_listing,
+    check_quota,
+    check_special_use,
+    effective_quota,
+    moved_names,
+)
 from mailsuite.store.names import canonical_name
 from mailsuite.store.settings import StoreSettings
+from mailsuite.store.special_use import read_special_uses, write_special_uses
 from mailsuite.store.subscriptions import read_subscriptions, write_subscriptions
 from mailsuite.store.view import MaildirFolder
 from mailsuite.store.writer import MessageWriter, clean_tmp, fsync_dir, sync_directory
@@ -145,12 +153,28 @@ class MaildirAccount:
         return dropped
 
     def list_folders(self) -> list[FolderInfo]:
-        return build_listing(self._folder_names(), read_subscriptions(self.dir))
+        return build_listing(
+            self._folder_names(), read_subscriptions(self.dir), read_special_uses(self.dir)
+        )
 
-    def create_folder(self, name: str) -> None:
+    def _set_special_uses(self, assigned: dict[str, str]) -> None:
+        write_special_uses(self.dir, assigned, fsync=self.store.settings.fsync)
+
+    def create_folder(self, name: str, special_use: str | None = None) -> None:
         canonical = canonical_name(name)
+        check_special_use(special_use)
         if canonical == INBOX or self._exists(canonical):
             raise FolderExists(f"folder {canonical!r} exists")
+        assigned = read_special_uses(self.dir)
+        if special_use is not None or canonical in assigned:
+            # Recorded before the folder exists: a crash in between leaves a record that the
+            # listing ignores and the next CREATE of this name replaces (a stale one is
+            # dropped here too, e.g. after another program deleted the folder).
+            if special_use is None:
+                del assigned[canonical]
+            else:
+                assigned[canonical] = special_use
+            self._set_special_uses(assigned)
         parts = canonical.split("/")
         for i in range(1, len(parts) + 1):
             layout.make_maildir(layout.folder_dir(self.dir, "/".join(parts[:i])), is_folder=True)
@@ -172,6 +196,9 @@ class MaildirAccount:
                 state.remove(list(state.entries), None, unlink=False)
             state.deleted = True
         shutil.rmtree(doomed, ignore_errors=True)
+        assigned = read_special_uses(self.dir)
+        if assigned.pop(canonical, None) is not None:
+            self._set_special_uses(assigned)
         self.usage_changed()
 
     def rename_folder(self, old: str, new: str) -> None:
@@ -203,6 +230,10 @@ class MaildirAccount:
             write_subscriptions(
                 self.dir, (subscribed - moved) | {target + n[len(source) :] for n in moved}
             )
+        assigned = read_special_uses(self.dir)
+        renamed = moved_names(assigned, source, target)
+        if renamed != assigned:
+            self._set_special_uses(renamed)
 
     def _rename_inbox(self, target: str) -> None:
         """RFC 3501 6.3.5: move INBOX's messages to a new folder; INBOX stays, empty."""

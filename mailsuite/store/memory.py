@@ -45,7 +45,14 @@ from mailsuite.interfaces import (
 )
 from mailsuite.store.events import ChangeHub
 from mailsuite.store.flags import FlagInterner, apply_mode, normalize_flags
-from mailsuite.store.listing import build_listing, check_quota, effective_quota, join_source
+from mailsuite.store.listing import (
+    build_listing,
+    check_quota,
+    check_special_use,
+    effective_quota,
+    join_source,
+    moved_names,
+)
 from mailsuite.store.names import canonical_name
 from mailsuite.store.settings import StoreSettings
 
@@ -248,6 +255,7 @@ class MemoryAccount:
         self._intern = FlagInterner()
         self._folders: dict[str, _FolderData] = {}
         self._subscribed: set[str] = set()
+        self._special_uses: dict[str, str] = {}  # assigned by CREATE (RFC 6154 section 3)
         self._summaries: dict[str, dict[int, dict[str, Any]]] = {}
         self._new_folder(INBOX)
         for name in SPECIAL_USE_FOLDERS:
@@ -330,12 +338,15 @@ class MemoryAccount:
     # --- IAccountStore ---------------------------------------------------------------------
 
     def list_folders(self) -> list[FolderInfo]:
-        return build_listing(self._folders, self._subscribed)
+        return build_listing(self._folders, self._subscribed, self._special_uses)
 
-    def create_folder(self, name: str) -> None:
+    def create_folder(self, name: str, special_use: str | None = None) -> None:
         canonical = canonical_name(name)
+        check_special_use(special_use)
         if canonical in self._folders:
             raise FolderExists(f"folder {canonical!r} exists")
+        if special_use is not None:
+            self._special_uses[canonical] = special_use
         parts = canonical.split("/")
         for i in range(1, len(parts)):
             parent = "/".join(parts[:i])
@@ -355,6 +366,7 @@ class MemoryAccount:
             self._publish(data, ChangeKind.EXPUNGED, list(data.infos), None)
         del self._folders[canonical]
         self._summaries.pop(canonical, None)
+        self._special_uses.pop(canonical, None)
 
     def rename_folder(self, old: str, new: str) -> None:
         source = canonical_name(old)
@@ -385,6 +397,7 @@ class MemoryAccount:
                 self._subscribed.discard(name)
                 self._subscribed.add(data.name)
             self._summaries[data.name] = self._summaries.pop(name, {})
+        self._special_uses = moved_names(self._special_uses, source, target)
 
     def set_subscribed(self, name: str, subscribed: bool) -> None:
         canonical = canonical_name(name)
