@@ -224,3 +224,83 @@ def test_writer_falls_back_to_tmp_names(tmp_path, monkeypatch, failing):
     assert sorted(os.listdir(tmp_path / "new")) == ["0.M1", "1.M1"]
     assert os.listdir(tmp_path / "tmp") == []
     assert len(renames) == 2 and writer._unnamed is False  # tried once, then tmp/ names only
+
+
+def _record_durability_calls(monkeypatch, writer_module):
+    """Patch the writer's view of write_out/fdatasync/link/fsync to log their order."""
+    calls: list[str] = []
+    real = {"write_out": writer_module.writeout.write_out, "fdatasync": os.fdatasync,
+            "link": os.link, "fsync": os.fsync}
+
+    def logged(name):
+        def call(*args, **kwargs):
+            calls.append(name)
+            return real[name](*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(writer_module.writeout, "write_out", logged("write_out"))
+    for name in ("fdatasync", "link", "fsync"):
+        monkeypatch.setattr(os, name, logged(name))
+    return calls
+
+
+def test_writer_writes_data_out_before_the_link_and_fsyncs_once_after(tmp_path, monkeypatch):
+    from mailsuite.store import writer as writer_module
+
+    calls = _record_durability_calls(monkeypatch, writer_module)
+    writer = writer_module.MessageWriter()
+    writer.deliver(_folder(tmp_path), [b"a\r\n"], "1.M1", "new", True, None, False)
+    if writer._unnamed is not True or not writer_module.writeout._sync_file_range:
+        pytest.skip("no O_TMPFILE or no sync_file_range here")
+    assert calls == ["write_out", "link", "fsync"]
+    assert (tmp_path / "new" / "1.M1").read_bytes() == b"a\r\n"
+
+
+def test_writer_without_sync_file_range_fdatasyncs_before_the_link(tmp_path, monkeypatch):
+    from mailsuite.store import writer as writer_module
+
+    monkeypatch.setattr(writer_module.writeout, "_sync_file_range", None)
+    calls = _record_durability_calls(monkeypatch, writer_module)
+    writer = writer_module.MessageWriter()
+    writer.deliver(_folder(tmp_path), [b"a\r\n"], "1.M1", "new", True, None, False)
+    if writer._unnamed is not True:
+        pytest.skip("this file system has no O_TMPFILE")
+    assert calls == ["write_out", "fdatasync", "link"]
+    assert (tmp_path / "new" / "1.M1").read_bytes() == b"a\r\n"
+
+
+def test_writer_takes_the_name_back_when_the_fsync_after_the_link_fails(tmp_path, monkeypatch):
+    import errno
+
+    from mailsuite.errors import TemporaryStoreError
+    from mailsuite.store import writer as writer_module
+
+    if not writer_module.writeout._sync_file_range:
+        pytest.skip("no sync_file_range here")
+
+    def failing_fsync(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    writer = writer_module.MessageWriter()
+    with pytest.raises(TemporaryStoreError):
+        writer.deliver(_folder(tmp_path), [b"a\r\n"], "1.M1", "new", True, None, False)
+    assert os.listdir(tmp_path / "new") == []
+    assert os.listdir(tmp_path / "tmp") == []
+
+
+def test_write_out_reports_io_errors_and_unsupported_files(tmp_path):
+    from mailsuite.store import writeout
+
+    if writeout._sync_file_range is None:
+        pytest.skip("no sync_file_range here")
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, b"data")
+        assert writeout.write_out(fd) is True
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError):
+        writeout.write_out(fd)  # closed: EBADF is an error, not "unsupported"
+    assert writeout._sync_file_range is not None
