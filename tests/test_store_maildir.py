@@ -657,6 +657,38 @@ class IncomingDeliveryTests(MaildirTestCase):
         self.assertEqual((len(self.files("new")), self.files("tmp")), (19, []))
 
     @run
+    async def test_deliveries_arriving_during_a_commit_share_the_next_one(self):
+        """While one batch waits for its fsync of new/, later deliveries gather and are then
+        written together: one more batch and one more directory fsync for all of them."""
+        from twisted.internet import threads
+
+        from mailsuite.store.dirsync import SharedDirectoryFsync
+
+        held = HeldDirectoryFsync()
+        self.store.dir_fsync = SharedDirectoryFsync(held)
+        first = self.account.deliver_incoming(MESSAGE)
+        self.assertTrue(await threads.deferToThread(held.requested.wait, 30))
+        later = [self.account.deliver_incoming(b"Subject: %d\r\n\r\nx\r\n" % n)
+                 for n in range(10)]
+        self.assertEqual([d.called for d in later], [False] * 10)
+        held.release.set()
+        await defer.gatherResults([first, *later])
+        self.assertEqual(self.store.committer.batches, 2)
+        self.assertEqual(held.paths, [str(self.maildir / "new")] * 2)
+        self.assertEqual((len(self.files("new")), self.files("tmp")), (11, []))
+
+    @run
+    async def test_failed_directory_fsync_fails_the_deliveries_of_that_folder(self):
+        from mailsuite.store.dirsync import SharedDirectoryFsync
+
+        def broken(path):
+            raise OSError(errno.EIO, "Input/output error")
+
+        self.store.dir_fsync = SharedDirectoryFsync(broken)
+        with self.assertRaises(TemporaryStoreError):
+            await self.account.deliver_incoming(MESSAGE)
+
+    @run
     async def test_watched_folder_hears_the_delivery_at_once(self):
         folder = self.open()
         seen = []

@@ -226,9 +226,9 @@ def test_writer_falls_back_to_tmp_names(tmp_path, monkeypatch, failing):
     assert len(renames) == 2 and writer._unnamed is False  # tried once, then tmp/ names only
 
 
-def _record_durability_calls(monkeypatch, writer_module):
+def _record_durability_calls(monkeypatch, writer_module, calls=None):
     """Patch the writer's view of write_out/fdatasync/link/fsync to log their order."""
-    calls: list[str] = []
+    calls = [] if calls is None else calls
     real = {"write_out": writer_module.writeout.write_out, "fdatasync": os.fdatasync,
             "link": os.link, "fsync": os.fsync}
 
@@ -304,3 +304,37 @@ def test_write_out_reports_io_errors_and_unsupported_files(tmp_path):
     with pytest.raises(OSError):
         writeout.write_out(fd)  # closed: EBADF is an error, not "unsupported"
     assert writeout._sync_file_range is not None
+
+
+def test_batch_writes_all_then_links_all_then_fsyncs_all(tmp_path, monkeypatch):
+    """One journal commit for the batch: no fsync before every file is named; a failing item
+    (disk full while writing it) leaves the others alone."""
+    import errno
+
+    from mailsuite.store import writer as writer_module
+
+    calls: list[str] = []
+
+    class PoisonWriter(writer_module.MessageWriter):
+        def write_chunks(self, fd, chunks):
+            calls.append("write")
+            if b"poison" in b"".join(chunks):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            super().write_chunks(fd, chunks)
+
+    folder = _folder(tmp_path)
+    writer = PoisonWriter()
+    writer.deliver(folder, [b"probe\r\n"], "0.M0", "new", True, None, False)  # finds O_TMPFILE
+    if writer._unnamed is not True or not writer_module.writeout._sync_file_range:
+        pytest.skip("no O_TMPFILE or no sync_file_range here")
+    calls.clear()
+    _record_durability_calls(monkeypatch, writer_module, calls)
+    items = [(folder, [b"m%d poison\r\n" % n if n == 1 else b"m%d\r\n" % n], f"{n + 1}.M1", "new")
+             for n in range(3)]
+    results = writer.deliver_batch(items, True)
+    assert [r is None for r in results] == [True, False, True]
+    assert "disk full" in str(results[1])
+    assert calls == ["write", "write", "write", "write_out", "link", "write_out", "link",
+                     "fsync", "fsync"]
+    assert sorted(os.listdir(tmp_path / "new")) == ["0.M0", "1.M1", "3.M1"]
+    assert os.listdir(tmp_path / "tmp") == []

@@ -46,6 +46,7 @@ from mailsuite.interfaces import (
 )
 from mailsuite.store import layout
 from mailsuite.store.base import base_of
+from mailsuite.store.committer import DeliveryCommitter
 from mailsuite.store.dirsync import SharedDirectoryFsync
 from mailsuite.store.events import ChangeHub
 from mailsuite.store.filenames import INFO_SEPARATOR, NameMaker, size_from_base
@@ -63,7 +64,7 @@ from mailsuite.store.settings import StoreSettings
 from mailsuite.store.special_use import read_special_uses, write_special_uses
 from mailsuite.store.subscriptions import read_subscriptions, write_subscriptions
 from mailsuite.store.view import MaildirFolder
-from mailsuite.store.writer import MessageWriter, clean_tmp, fsync_dir, sync_directory
+from mailsuite.store.writer import MessageWriter, clean_tmp, fsync_dir
 
 IDLE_STATES = 64  # folders without views whose UID lists stay in memory (LRU)
 KEEP_LOADED_BELOW = 10_000  # an idle folder this small keeps its index (cheap STATUS/SELECT)
@@ -289,10 +290,9 @@ class MaildirAccount:
     def deliver_incoming(self, source: bytes | Sequence[bytes], folder: str = INBOX) -> Any:
         """Deliver mail from a transport (SMTP, the relay): Deferred[None] once durable.
 
-        As Dovecot's LDA does, the file is written to ``tmp/``, fsynced and renamed into
-        ``new/``, and ``new/`` is fsynced once for every delivery finishing meanwhile
-        (``SharedDirectoryFsync``), all in one trip to the thread pool; no UID is assigned
-        here. The first
+        As Dovecot's LDA does, the file is written durably and only then named in ``new/``,
+        and ``new/`` is fsynced; deliveries arriving together are written as one batch with
+        one journal commit (``mailsuite.store.committer``). No UID is assigned here: the first
         reader that looks at the folder assigns it (``FolderState.refresh``), as it does for
         mail dropped by any other program. When a session of this process is watching the
         folder, the message goes through ``deliver`` instead so that it is told at once.
@@ -309,21 +309,11 @@ class MaildirAccount:
         except Exception:  # noqa: BLE001 - every error reaches the caller as a failed Deferred
             return defer.fail()
         # A plain callback chain, not a coroutine: this runs for every message SMTP accepts.
-        written = threads.deferToThreadPool(
-            store.reactor, store.threadpool, self._write_new, state.dir, chunks, base
-        )
+        written = store.committer.deliver(state.dir, chunks, base)
         return written.addCallback(self._count_delivered, size)
 
     def _count_delivered(self, _: None, size: int) -> None:
         self.usage_adjust(size, 1)
-
-    def _write_new(self, folder_dir: str, chunks: list[bytes], filename: str) -> None:
-        """In the thread pool: the file, then new/ fsynced once for all deliveries finishing
-        meanwhile (``SharedDirectoryFsync``), in one trip."""
-        store = self.store
-        store.writer.deliver(folder_dir, chunks, filename, "new", store.settings.fsync, None, False)
-        if store.settings.fsync:
-            sync_directory(os.path.join(folder_dir, "new"), store.dir_fsync.sync)
 
     def _write_file(
         self,
@@ -552,6 +542,7 @@ class MaildirStore:
         self.names = NameMaker()
         self.hub = ChangeHub()
         self.dir_fsync = SharedDirectoryFsync(fsync_dir)
+        self.committer = DeliveryCommitter(self)
         self.states: dict[tuple[str, str], FolderState] = {}
         self._accounts_by_user: dict[str, MaildirAccount] = {}
         self._poller: task.LoopingCall | None = None

@@ -45,6 +45,13 @@ def _bind() -> Any:
 _sync_file_range = _bind()
 
 
+def start(fd: int) -> None:
+    """Start writing ``fd``'s data without waiting (several files' writes then overlap);
+    ``write_out`` waits for them. Does nothing where sync_file_range is missing."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, 0, 0, _WRITE)  # errors come back from write_out
+
+
 def write_out(fd: int) -> bool:
     """Write ``fd``'s data to the device and wait for it; metadata is left for a later
     ``fsync``. False when this system cannot (the caller then fdatasyncs); OSError on an I/O

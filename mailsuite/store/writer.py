@@ -97,6 +97,87 @@ class MessageWriter:
         if fsync and sync_dir:
             sync_directory(os.path.join(folder_dir, subdir))
 
+    def deliver_batch(
+        self, items: Sequence[tuple[str, Sequence[bytes], str, str]], fsync: bool
+    ) -> list[TemporaryStoreError | None]:
+        """Write several messages ``(folder_dir, chunks, filename, subdir)`` so that they share
+        one journal commit: every file is written and its write-out started, then each is
+        written out and linked, then each fsynced -- the first fsync commits them all, the
+        rest find nothing left to do. The caller fsyncs the directories. Returns each item's
+        outcome: None, or the TemporaryStoreError that stopped it (the others go on)."""
+        results: list[TemporaryStoreError | None] = [None] * len(items)
+        start = 0
+        if self._unnamed is None and items:  # the first delivery finds out what works here
+            results[0] = self._deliver_one(items[0], fsync)
+            start = 1
+        if self._unnamed is not True:
+            for i in range(start, len(items)):
+                results[i] = self._deliver_one(items[i], fsync)
+            return results
+        opened: list[tuple[int, int, str]] = []  # (item index, fd, target)
+        try:
+            for i in range(start, len(items)):
+                folder_dir, chunks, filename, subdir = items[i]
+                try:
+                    fd = os.open(os.path.join(folder_dir, "tmp"), os.O_TMPFILE | os.O_WRONLY, 0o600)
+                except OSError as exc:
+                    results[i] = TemporaryStoreError(f"cannot create a file in tmp/: {exc.strerror}")
+                    continue
+                opened.append((i, fd, os.path.join(folder_dir, subdir, filename)))
+                try:
+                    self.write_chunks(fd, chunks)
+                    if fsync:
+                        writeout.start(fd)
+                except OSError as exc:
+                    results[i] = _write_error(exc)
+            linked = []
+            for i, fd, target in opened:
+                if results[i] is None:
+                    results[i], synced = self._write_out_and_link(fd, target, fsync)
+                    if not synced:
+                        linked.append((i, fd, target))
+            for i, fd, target in linked:
+                if fsync and results[i] is None:
+                    try:
+                        os.fsync(fd)
+                    except OSError as exc:
+                        _remove_quietly(target)  # not durable: the client's retry is the copy
+                        results[i] = _write_error(exc)
+        finally:
+            for _, fd, _ in opened:
+                os.close(fd)
+        return results
+
+    def _deliver_one(
+        self, item: tuple[str, Sequence[bytes], str, str], fsync: bool
+    ) -> TemporaryStoreError | None:
+        folder_dir, chunks, filename, subdir = item
+        try:
+            self.deliver(folder_dir, chunks, filename, subdir, fsync, None, sync_dir=False)
+        except TemporaryStoreError as exc:
+            return exc
+        return None
+
+    def _write_out_and_link(
+        self, fd: int, target: str, fsync: bool
+    ) -> tuple[TemporaryStoreError | None, bool]:
+        """Batch step two: the data on the device, then the name. Returns the error, and
+        whether the file is already durable (fdatasync, where sync_file_range is missing)."""
+        synced = False
+        try:
+            if fsync and not writeout.write_out(fd):
+                os.fdatasync(fd)
+                synced = True
+        except OSError as exc:
+            return _write_error(exc), False
+        if self._root_fd < 0:
+            self._root_fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.link(f"/proc/self/fd/{fd}", target, src_dir_fd=self._root_fd)
+        except OSError as exc:
+            return TemporaryStoreError(f"write failed: {exc.strerror}"), False
+        return None, synced
+
     def _fill(self, fd: int, chunks: Sequence[bytes], fsync: bool, mtime: float | None) -> None:
         """Write the message into ``fd``, fsync it, set its time (INTERNALDATE)."""
         self.write_chunks(fd, chunks)
