@@ -307,8 +307,9 @@ def test_write_out_reports_io_errors_and_unsupported_files(tmp_path):
 
 
 def test_batch_writes_all_then_links_all_then_fsyncs_all(tmp_path, monkeypatch):
-    """One journal commit for the batch: no fsync before every file is named; a failing item
-    (disk full while writing it) leaves the others alone."""
+    """One journal commit for the batch: no fsync before every file is named, the directory
+    (one fsync for the batch) before the files; a failing item (disk full while writing it)
+    leaves the others alone."""
     import errno
 
     from mailsuite.store import writer as writer_module
@@ -331,10 +332,11 @@ def test_batch_writes_all_then_links_all_then_fsyncs_all(tmp_path, monkeypatch):
     _record_durability_calls(monkeypatch, writer_module, calls)
     items = [(folder, [b"m%d poison\r\n" % n if n == 1 else b"m%d\r\n" % n], f"{n + 1}.M1", "new")
              for n in range(3)]
-    results = writer.deliver_batch(items, True)
+    results = writer.deliver_batch(items, True, lambda path: calls.append(f"sync {path}"))
     assert [r is None for r in results] == [True, False, True]
     assert "disk full" in str(results[1])
+    new_dir = os.path.join(folder, "new")
     assert calls == ["write", "write", "write", "write_out", "link", "write_out", "link",
-                     "fsync", "fsync"]
+                     f"sync {new_dir}", "fsync", "fsync"]
     assert sorted(os.listdir(tmp_path / "new")) == ["0.M0", "1.M1", "3.M1"]
     assert os.listdir(tmp_path / "tmp") == []

@@ -4,8 +4,8 @@ Mail from SMTP and the relay goes straight into ``new/`` (``MaildirAccount.deliv
 Each delivery used to take its own trip through the thread pool: its own fsyncs, and ten
 threads taking turns at the interpreter lock with the reactor thread (about 70 futex calls
 per message in the SMTP benchmark). Here one pool thread at a time takes every delivery
-waiting, writes them with ``MessageWriter.deliver_batch`` (one journal commit for the lot),
-fsyncs each ``new/`` once, and hands all the results back to the reactor in one call. While it
+waiting, writes them with ``MessageWriter.deliver_batch`` (one journal commit for the lot, each
+``new/`` fsynced once), and hands all the results back to the reactor in one call. While it
 works, the next deliveries gather for the following batch, so the busier the server, the more
 each commit carries; a lone delivery is a batch of one and waits for nobody.
 
@@ -15,7 +15,6 @@ directory are fsynced, or fails with ``TemporaryStoreError`` (the SMTP client th
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -77,18 +76,12 @@ class DeliveryCommitter:
 
     def _commit(self, batch: list[_Delivery]) -> list[BaseException | None]:
         store = self._store
-        fsync = store.settings.fsync
         try:
             outcomes: list[BaseException | None] = list(store.writer.deliver_batch(
-                [(d.folder_dir, d.chunks, d.filename, "new") for d in batch], fsync))
-            if fsync:
-                for folder_dir in {d.folder_dir for d, o in zip(batch, outcomes) if o is None}:
-                    try:
-                        sync_directory(os.path.join(folder_dir, "new"), store.dir_fsync.sync)
-                    except TemporaryStoreError as exc:
-                        for i, d in enumerate(batch):
-                            if d.folder_dir == folder_dir and outcomes[i] is None:
-                                outcomes[i] = exc
+                [(d.folder_dir, d.chunks, d.filename, "new") for d in batch],
+                store.settings.fsync,
+                lambda path: sync_directory(path, store.dir_fsync.sync),
+            ))
         except Exception as exc:  # noqa: BLE001 - a bug must fail these deliveries, not hang them
             outcomes = [exc] * len(batch)
         self.batches += 1

@@ -98,13 +98,18 @@ class MessageWriter:
             sync_directory(os.path.join(folder_dir, subdir))
 
     def deliver_batch(
-        self, items: Sequence[tuple[str, Sequence[bytes], str, str]], fsync: bool
+        self,
+        items: Sequence[tuple[str, Sequence[bytes], str, str]],
+        fsync: bool,
+        sync_dir: Callable[[str], None] = sync_directory,
     ) -> list[TemporaryStoreError | None]:
         """Write several messages ``(folder_dir, chunks, filename, subdir)`` so that they share
-        one journal commit: every file is written and its write-out started, then each is
-        written out and linked, then each fsynced -- the first fsync commits them all, the
-        rest find nothing left to do. The caller fsyncs the directories. Returns each item's
-        outcome: None, or the TemporaryStoreError that stopped it (the others go on)."""
+        one journal commit, and fsync their directories. Every file is written and its
+        write-out started, then each is written out and linked; then each directory is synced
+        with ``sync_dir`` (ext4 commits the journal for a directory: the names, sizes and
+        blocks of the whole batch at once), and last each file is fsynced, which finds its
+        inode committed already. Returns each item's outcome: None, or the TemporaryStoreError
+        that stopped it (the others go on)."""
         results: list[TemporaryStoreError | None] = [None] * len(items)
         start = 0
         if self._unnamed is None and items:  # the first delivery finds out what works here
@@ -113,6 +118,8 @@ class MessageWriter:
         if self._unnamed is not True:
             for i in range(start, len(items)):
                 results[i] = self._deliver_one(items[i], fsync)
+            if fsync:
+                self._sync_dirs(items, results, sync_dir)
             return results
         opened: list[tuple[int, int, str]] = []  # (item index, fd, target)
         try:
@@ -130,23 +137,43 @@ class MessageWriter:
                         writeout.start(fd)
                 except OSError as exc:
                     results[i] = _write_error(exc)
-            linked = []
+            unsynced = []
             for i, fd, target in opened:
                 if results[i] is None:
                     results[i], synced = self._write_out_and_link(fd, target, fsync)
                     if not synced:
-                        linked.append((i, fd, target))
-            for i, fd, target in linked:
-                if fsync and results[i] is None:
-                    try:
-                        os.fsync(fd)
-                    except OSError as exc:
-                        _remove_quietly(target)  # not durable: the client's retry is the copy
-                        results[i] = _write_error(exc)
+                        unsynced.append((i, fd, target))
+            if fsync:
+                self._sync_dirs(items, results, sync_dir)
+                for i, fd, target in unsynced:
+                    if results[i] is None:
+                        try:
+                            os.fsync(fd)
+                        except OSError as exc:
+                            _remove_quietly(target)  # not durable: the client's retry is the copy
+                            results[i] = _write_error(exc)
         finally:
             for _, fd, _ in opened:
                 os.close(fd)
         return results
+
+    @staticmethod
+    def _sync_dirs(
+        items: Sequence[tuple[str, Sequence[bytes], str, str]],
+        results: list[TemporaryStoreError | None],
+        sync_dir: Callable[[str], None],
+    ) -> None:
+        """fsync each directory the batch's good items went into; its failure is theirs."""
+        dirs: dict[str, list[int]] = {}
+        for i, (folder_dir, _, _, subdir) in enumerate(items):
+            if results[i] is None:
+                dirs.setdefault(os.path.join(folder_dir, subdir), []).append(i)
+        for path, members in dirs.items():
+            try:
+                sync_dir(path)
+            except TemporaryStoreError as exc:
+                for i in members:
+                    results[i] = exc
 
     def _deliver_one(
         self, item: tuple[str, Sequence[bytes], str, str], fsync: bool
