@@ -143,7 +143,7 @@ def _log_auth(session: Session, result: str, user: bytes | str) -> None:
     try:
         maillog.log("auth", service="imap", client=session.peer_ip, user=user[:200],
                     result=result)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a mail log failure must not fail the login
         session.protocol.log.failure("maillog failed")
 
 

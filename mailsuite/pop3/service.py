@@ -42,10 +42,10 @@ class Pop3Factory(Factory):
         host = str(getattr(addr, "host", "unknown"))
         refuse = False
         if self.sessions.connections >= self.settings.max_connections:
-            self.log.warn("pop3: connection limit, refusing {host}", host=host)  # noqa: G010
+            self.log.warn("pop3: connection limit, refusing {host}", host=host)
             refuse = True
         elif self.sessions.connections_from(host) >= self.settings.max_connections_per_ip:
-            self.log.warn("pop3: per-address limit, refusing {host}", host=host)  # noqa: G010
+            self.log.warn("pop3: per-address limit, refusing {host}", host=host)
             refuse = True
         proto = Pop3Protocol(self.ctx, self.settings, self.sessions, self.implicit_tls, refuse)
         proto.factory = self

@@ -150,7 +150,7 @@ class RelayService(MultiService):
             except OSError:
                 path.unlink()  # stale, from a server that died
             else:
-                log.warn("another server owns {path}; control socket not started", path=path)  # noqa: G010
+                log.warn("another server owns {path}; control socket not started", path=path)
                 return
             finally:
                 probe.close()

@@ -176,7 +176,7 @@ class FolderBase:
         try:
             held.__enter__()
         except TemporaryStoreError:
-            self.log.warn(  # noqa: G010 -- twisted.logger.Logger has warn()
+            self.log.warn(
                 "folder lock busy in {dir}; modseq assigned without it", dir=self.dir
             )
             yield
