@@ -54,7 +54,9 @@ __all__ = ["MAX_ALIAS_DEPTH", "MAX_EXPANSION", "Accounts", "FileAccounts", "Memo
 
 MAX_ALIAS_DEPTH = 10  # alias -> alias -> ... levels followed
 MAX_EXPANSION = 1000  # addresses one recipient may expand to
-MAX_CONCURRENT_HASHES = 4  # password checks running at once (each uses 64 MiB)
+# Password checks running at once, each using 64 MiB: one per CPU (up to 4). More add memory,
+# not speed: on 2 CPUs, 2 at once verified 8.9 logins/s and 4 at once 8.8, with 256 MiB held.
+MAX_CONCURRENT_HASHES = max(1, min(4, os.cpu_count() or 1))
 FORMAT_VERSION = 1
 
 Data = dict[str, Any]
