@@ -340,3 +340,34 @@ def test_batch_writes_all_then_links_all_then_fsyncs_all(tmp_path, monkeypatch):
                      f"sync {new_dir}", "fsync", "fsync"]
     assert sorted(os.listdir(tmp_path / "new")) == ["0.M0", "1.M1", "3.M1"]
     assert os.listdir(tmp_path / "tmp") == []
+
+
+def test_write_chunks_writes_every_byte_in_order_through_short_writes(tmp_path, monkeypatch):
+    """writev may take less than it is given; what it leaves is written next, in order, and
+    more chunks than one writev takes (IOV_MAX) are fine."""
+    from mailsuite.store.writer import MessageWriter
+
+    real_writev = os.writev
+    calls = []
+
+    def at_most_1000(fd, buffers):
+        calls.append(len(buffers))
+        taken, out = 0, []
+        for buffer in buffers:
+            part = bytes(buffer[: 1000 - taken])
+            out.append(part)
+            taken += len(part)
+            if taken == 1000:
+                break
+        return real_writev(fd, out)
+
+    monkeypatch.setattr(os, "writev", at_most_1000)
+    chunks = [bytes([n % 251]) * (n % 7) for n in range(3000)] + [b"x" * 50_000, b"", b"end"]
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        MessageWriter().write_chunks(fd, chunks)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"".join(chunks)
+    assert max(calls) == 1024

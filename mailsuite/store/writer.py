@@ -15,6 +15,7 @@ from mailsuite.errors import TemporaryStoreError
 from mailsuite.store import writeout
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_IOV_MAX = 1024  # buffers per writev (Linux's limit; POSIX guarantees at least 16)
 
 
 def fsync_dir(path: str) -> None:
@@ -65,11 +66,17 @@ class MessageWriter:
     _root_fd = -1  # any directory fd: makes os.link use linkat(AT_SYMLINK_FOLLOW)
 
     def write_chunks(self, fd: int, chunks: Sequence[bytes]) -> None:
-        """Write every byte of ``chunks`` to ``fd``."""
-        for chunk in chunks:
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view) :]
+        """Write every byte of ``chunks`` to ``fd``, several chunks per system call (a message
+        arrives as a few header lines and the body's pieces)."""
+        views = [memoryview(chunk) for chunk in chunks if chunk]
+        first = 0  # views before this one are written
+        while first < len(views):
+            written = os.writev(fd, views[first : first + _IOV_MAX])
+            while first < len(views) and written >= len(views[first]):
+                written -= len(views[first])
+                first += 1
+            if written:  # the kernel took part of this view
+                views[first] = views[first][written:]
 
     def deliver(
         self,
