@@ -219,7 +219,7 @@ class MailServer:
         assert self.process is not None
         self.process.send_signal(signum)
 
-    def __enter__(self) -> MailServer:
+    def __enter__(self) -> MailServer:  # noqa: PYI034 - start() returns self
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -302,4 +302,4 @@ def run_cli(config_path: Path | str | None, *args: str, input: str | None = None
     if config_path is not None:
         command += ["--config", str(config_path)]
     return subprocess.run(command + list(args), input=input, text=True, capture_output=True,
-                          env=environment(), cwd=cwd, timeout=120)
+                          env=environment(), cwd=cwd, timeout=120, check=False)

@@ -23,7 +23,8 @@ TIMEOUT = 60
 
 
 def run(args: list[str], **kw) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
-    return subprocess.run(args, capture_output=True, timeout=TIMEOUT, **kw)
+    # Callers look at the return code themselves.
+    return subprocess.run(args, capture_output=True, timeout=TIMEOUT, check=False, **kw)
 
 
 def run_in_pty(args: list[str], env: dict[str, str]) -> bytes:

@@ -20,7 +20,7 @@ def server(tmp_path):  # type: ignore[no-untyped-def]
     s = MailServer(tmp_path)
     try:
         s.start()
-    except Exception as e:  # the daemon could not start here: say so plainly
+    except Exception as e:  # noqa: BLE001 - the daemon could not start here: say so plainly
         pytest.skip(f"daemon did not start: {e}")
     s.add_user(ALICE, PASSWORD)
     yield s

@@ -210,7 +210,7 @@ def test_concurrent_writers_lose_nothing(tmp_path):
         try:
             for i in range(5):
                 accounts.add_alias(f"{prefix}{i}@example.test", ["x@remote.test"])
-        except Exception as exc:  # pragma: no cover - reported below
+        except Exception as exc:  # noqa: BLE001  # pragma: no cover - reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=writer, args=(p,)) for p in ("a", "b")]

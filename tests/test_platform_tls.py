@@ -59,10 +59,10 @@ def _handshake(port, cafile, hostname, maximum=None, ciphers=None):
     if maximum is not None:
         ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
         ctx.maximum_version = maximum
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with ctx.wrap_socket(raw, server_hostname=hostname) as s:
-            s.sendall(b"ping")
-            return s.version(), s.recv(4), s.getpeercert(binary_form=True)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname=hostname) as s:
+        s.sendall(b"ping")
+        return s.version(), s.recv(4), s.getpeercert(binary_form=True)
 
 
 class ServerTests(unittest.TestCase):

@@ -225,8 +225,8 @@ class RawSocketTests(E2EBase):
     def test_smuggling_over_raw_socket(self) -> defer.Deferred[None]:
         steps = [
             b"EHLO raw.test\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n",
-            b"Subject: a\r\n\r\nx\n.\nMAIL FROM:<e@remote.test>\r\nRCPT TO:<alice@example.test>\r\n"
-            b"DATA\r\nSubject: smuggled\r\n\r\n.\r\n",
+            (b"Subject: a\r\n\r\nx\n.\nMAIL FROM:<e@remote.test>\r\nRCPT TO:<alice@example.test>\r\n"
+             b"DATA\r\nSubject: smuggled\r\n\r\n.\r\n"),
         ]
 
         def check(answers: list[bytes]) -> None:
@@ -257,6 +257,7 @@ class SwaksTests(E2EBase):
             capture_output=True,
             text=True,
             timeout=60,
+            check=False,  # the tests read swaks' exit code and output
         )
 
     def test_swaks_mx_delivery(self) -> defer.Deferred[None]:

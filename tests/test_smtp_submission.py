@@ -209,7 +209,7 @@ class SubmitTests(SubmissionBase):
         self.client.send(f"MAIL FROM:<{ALICE}>\r\nRCPT TO:<friend@remote.test>\r\nDATA\r\n")
         out = self.client.send(MESSAGE + ".\r\n")
         self.assertEqual(out, "250 2.0.0 Ok: queued as Q1\r\n")
-        [(envelope, data)] = self.ctx.spool.entries
+        [(envelope, _data)] = self.ctx.spool.entries
         self.assertEqual((envelope.sender, envelope.authenticated_user), (ALICE, ALICE))
         self.assertEqual(envelope.recipients[0].address, "friend@remote.test")
 

@@ -118,7 +118,7 @@ class DotReaderTests(unittest.TestCase):
         data = b"Subject: x\r\n\r\n..a\r\n.b\r\n" + b"c" * 30 + b"\r\n.\r\nNOOP\r\n"
         points = sorted({min(c, len(data)) for c in cuts})
         pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)]) if b > a]
-        body, leftover = _read_data(pieces)
+        body, _leftover = _read_data(pieces)
         self.assertEqual(b"".join(body.chunks), b"Subject: x\r\n\r\n.a\r\nb\r\n" + b"c" * 30 + b"\r\n")
         self.assertIsNone(body.finish())
 
@@ -216,11 +216,11 @@ class SaslTests(unittest.TestCase):
 
 class HeaderTests(unittest.TestCase):
     def info(self, **changes: object) -> TraceInfo:
-        values: dict[str, object] = dict(
-            helo="c.test", peer_ip="192.0.2.1", hostname="mx.test", queue_id="Q1", esmtp=True,
-            tls_version=None, tls_cipher=None, tls_bits=None, user=None, smtputf8=False,
-            single_recipient=None,
-        )
+        values: dict[str, object] = {
+            "helo": "c.test", "peer_ip": "192.0.2.1", "hostname": "mx.test", "queue_id": "Q1",
+            "esmtp": True, "tls_version": None, "tls_cipher": None, "tls_bits": None,
+            "user": None, "smtputf8": False, "single_recipient": None,
+        }
         values.update(changes)
         return TraceInfo(**values)  # type: ignore[arg-type]
 
