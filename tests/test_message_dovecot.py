@@ -9,14 +9,10 @@ messages (Dovecot counts sizes as if CRLF, we count the stored octets), and NUL 
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
+from dovecot_preauth import run_preauth
 
 from mailsuite.imap import render
 from mailsuite.message import summarize
@@ -27,8 +23,6 @@ try:
 except ImportError:
     import test_message_corpus as corpus  # type: ignore[no-redef]
 
-DOVECOT_IMAP = "/usr/lib/dovecot/imap"
-NOBODY = 65534
 SKIP = {"bare_lf", "nul_bytes"}
 NAMES = sorted(set(corpus.ALL) - SKIP)
 SECTIONS = ["HEADER", "TEXT", "1", "1.MIME", "1.1", "1.2", "2", "2.MIME", "2.HEADER", "2.TEXT", "2.1", "1.2.1",
@@ -53,53 +47,21 @@ def _literals_to_quoted(data: bytes) -> bytes:
 @pytest.fixture(scope="module")
 def dovecot_answers() -> dict[tuple[int, str], bytes]:
     """{(message number, fetch item): Dovecot's value} for every corpus message."""
-    if not os.path.exists(DOVECOT_IMAP):
-        pytest.skip("Dovecot (dovecot-imapd) is not installed")
-    as_root = os.geteuid() == 0
-    if as_root and shutil.which("setpriv") is None:
-        pytest.skip("setpriv is needed to run Dovecot as nobody")
-    home = Path(tempfile.mkdtemp(prefix="msg-dovecot-"))
-    try:
-        maildir = home / "Maildir"
-        for sub in ("cur", "new", "tmp"):
-            (maildir / sub).mkdir(parents=True)
-        for i, name in enumerate(NAMES):
-            (maildir / "cur" / f"{i:04d}.msg:2,").write_bytes(corpus.ALL[name]().raw)
-        (home / "dovecot.conf").write_text(
-            f"mail_location = maildir:{maildir}:INDEX=MEMORY\nlog_path = {home}/log\nssl = no\n"
-        )
-        items = ["ENVELOPE", "BODY", "BODYSTRUCTURE"] + [f"BODY.PEEK[{s}]" for s in SECTIONS]
-        script = [b"a SELECT INBOX"]
-        for i in range(len(NAMES)):
-            script += [b"f FETCH %d (%s)" % (i + 1, item.encode()) for item in items]
-        script.append(b"z LOGOUT")
-        command = [DOVECOT_IMAP, "-c", str(home / "dovecot.conf")]
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
-        if as_root:
-            for path in [home, *home.rglob("*")]:
-                os.chown(path, NOBODY, NOBODY)
-            command = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                       *command]  # fmt: skip
-            env["USER"] = "nobody"
-        else:
-            env["USER"] = os.environ.get("USER", "user")
-        result = subprocess.run(
-            command, input=b"\r\n".join(script) + b"\r\n", capture_output=True, env=env,
-            timeout=120, check=False,
-        )  # fmt: skip
-        out = result.stdout
-        if not out.startswith(b"* PREAUTH"):
-            pytest.skip(f"Dovecot did not start: {result.stderr[:200]!r}")
-        answers: dict[tuple[int, str], bytes] = {}
-        pattern = re.compile(rb"\* (\d+) FETCH \((ENVELOPE|BODYSTRUCTURE|BODY\[[^\]]*\]|BODY) ")
-        pos = 0
-        while (m := pattern.search(out, pos)) is not None:
-            value, pos = _value(out, m.end())
-            answers[(int(m.group(1)), m.group(2).decode().upper())] = value
-        assert len(answers) == len(NAMES) * len(items), "a Dovecot answer is missing"
-        return answers
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+    files = {f"{i:04d}.msg:2,": corpus.ALL[name]().raw for i, name in enumerate(NAMES)}
+    items = ["ENVELOPE", "BODY", "BODYSTRUCTURE"] + [f"BODY.PEEK[{s}]" for s in SECTIONS]
+    script = [b"a SELECT INBOX"]
+    for i in range(len(NAMES)):
+        script += [b"f FETCH %d (%s)" % (i + 1, item.encode()) for item in items]
+    script.append(b"z LOGOUT")
+    out = run_preauth(files, script)
+    answers: dict[tuple[int, str], bytes] = {}
+    pattern = re.compile(rb"\* (\d+) FETCH \((ENVELOPE|BODYSTRUCTURE|BODY\[[^\]]*\]|BODY) ")
+    pos = 0
+    while (m := pattern.search(out, pos)) is not None:
+        value, pos = _value(out, m.end())
+        answers[(int(m.group(1)), m.group(2).decode().upper())] = value
+    assert len(answers) == len(NAMES) * len(items), "a Dovecot answer is missing"
+    return answers
 
 
 def _value(out: bytes, pos: int) -> tuple[bytes, int]:
