@@ -41,6 +41,7 @@ def write_now(transport: Any, data: bytes) -> None:
         and not transport.TLS
         and transport.connected
         and not transport.disconnecting
+        and not getattr(transport, "_writeDisconnected", True)  # transport.write's own guard
         and _queue_is_empty(transport)
     ):
         try:
