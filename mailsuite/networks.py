@@ -3,6 +3,9 @@
 - ``parse_networks(texts)``: ``["127.0.0.0/8", "::1"]`` as networks; a ValueError names a bad one.
 - ``client_address(ip)``: a peer address as Twisted reports it, as an ``ipaddress`` object (scope
   id dropped, an IPv4-mapped IPv6 address as IPv4), or None when it is not an IP address.
+- ``peer_text(ip)``: the same as text, the form every protocol records, logs and checks: an
+  IPv4 client of a dual-stack ``tcp6:`` listener shows as ``192.0.2.1``, not
+  ``::ffff:192.0.2.1``, in Received, the mail log, ``trusted_networks`` and reverse DNS.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-__all__ = ["Address", "Network", "client_address", "parse_networks"]
+__all__ = ["Address", "Network", "client_address", "parse_networks", "peer_text"]
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -36,3 +39,9 @@ def client_address(ip: str) -> Address | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+def peer_text(ip: str) -> str:
+    """``ip`` as ``client_address`` reads it, as text; anything else unchanged."""
+    address = client_address(ip)
+    return str(address) if address is not None else ip

@@ -215,3 +215,14 @@ class LoginTests(unittest.TestCase):
             self.throttle.record_failure("192.0.2.9")
         d = login(self.portal, self.throttle, self.clock, "192.0.2.9", "alice@example.test", "pw")
         return self.assertFailure(d, LoginBlocked)
+
+
+def test_peer_text_shows_ipv4_clients_of_dual_stack_listeners_as_ipv4():
+    from mailsuite.networks import peer_text
+
+    assert peer_text("::ffff:192.0.2.1") == "192.0.2.1"
+    assert peer_text("::FFFF:7f00:1") == "127.0.0.1"
+    assert peer_text("fe80::1%eth0") == "fe80::1"
+    assert peer_text("2001:db8::1") == "2001:db8::1"
+    assert peer_text("192.0.2.1") == "192.0.2.1"
+    assert peer_text("unix-socket") == "unix-socket"

@@ -119,6 +119,17 @@ class DeliveryTests(MXTestBase):
         self.assertIn(b"for <alice@example.test>;", raw)
         self.assertTrue(raw.endswith(MESSAGE.encode()))
 
+    def test_ipv4_client_of_a_dual_stack_listener_shows_as_ipv4(self) -> None:
+        """A tcp6 listener on :: reports IPv4 clients as ::ffff:a.b.c.d; Received, the mail
+        log and the checks see the IPv4 address, as Postfix shows it."""
+        client = connect(self.factory, ip="::ffff:192.0.2.77")
+        client.send(GREETING)
+        client.send("MAIL FROM:<sender@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")
+        self.assertRegex(last_reply(client.send(MESSAGE + ".\r\n")), r"^250 ")
+        [raw] = inbox(self.ctx, ALICE)
+        self.assertIn(b"Received: from client.test (unknown [192.0.2.77])\r\n", raw)
+        self.assertEqual([e["client"] for e in self.ctx.maillog.of("connect")][-1], "192.0.2.77")
+
     def test_dot_stuffing_is_undone(self) -> None:
         self.transaction()
         self.client.send("Subject: dots\r\n\r\n..leading\r\n.\r\n")

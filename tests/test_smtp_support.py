@@ -13,7 +13,7 @@ from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet import defer, task
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.testing import StringTransport
 from zope.interface import alsoProvides, implementer
@@ -143,7 +143,7 @@ def make_factory(ctx: ServerContext, role: str = "mx") -> SMTPFactory:
 
 def connect(factory: SMTPFactory, *, ip: str = "192.0.2.10", tls: bool = False) -> Client:
     """Open a connection; ``tls`` makes it an implicit-TLS (465) transport."""
-    address = IPv4Address("TCP", ip, 40000)
+    address = (IPv6Address if ":" in ip else IPv4Address)("TCP", ip, 40000)
     protocol = factory.buildProtocol(address)
     transport = FakeTLSTransport(peerAddress=address)
     if tls:

@@ -46,6 +46,7 @@ from mailsuite.imap.responses import (
     from_store_error,
 )
 from mailsuite.imap.session import Session, State
+from mailsuite.networks import peer_text
 
 MAX_LITERALS_PER_COMMAND = 64
 PRE_AUTH_LITERAL = 8192  # largest literal before login (a user name or a password)
@@ -97,7 +98,8 @@ class ImapProtocol(Protocol, TimeoutMixin):
                 pass
         peer = self.transport.getPeer()
         tls = self.implicit_tls or ISSLTransport.providedBy(self.transport)
-        self.session = Session(self, self.ctx, self.settings, tls, getattr(peer, "host", "?"))
+        self.session = Session(self, self.ctx, self.settings, tls,
+                               peer_text(getattr(peer, "host", "?")))
         self.setTimeout(self.settings.login_timeout)
         self.write(b"* OK [CAPABILITY " + commands.capabilities(self.session).encode()
                    + b"] " + self.settings.greeting.encode() + b"\r\n")

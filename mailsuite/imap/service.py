@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from mailsuite import connlimit
 from mailsuite.imap.protocol import ImapProtocol
 from mailsuite.imap.settings import ImapSettings
+from mailsuite.networks import peer_text
 
 
 class _Refuse(Protocol):
@@ -46,7 +47,7 @@ class ImapFactory(ServerFactory):
                                                 settings.max_connections_per_ip)
 
     def buildProtocol(self, addr: Any) -> Protocol:
-        host = getattr(addr, "host", "?")
+        host = peer_text(getattr(addr, "host", "?"))
         over = self.limiter.refusal(host)
         if over == "total":
             self.log.warn("IMAP connection limit reached; refusing {host}", host=host)

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
+from mailsuite.networks import peer_text
 from mailsuite.pop3 import replies as R
 from mailsuite.pop3.maildrop import Maildrop
 from mailsuite.pop3.sessions import SessionRegistry
@@ -89,7 +90,7 @@ class Pop3Connection(Protocol, TimeoutMixin):
     def peer_host(self) -> str:
         """The client's address, the key of the login throttle."""
         peer = self.transport.getPeer() if self.transport is not None else None
-        return str(getattr(peer, "host", "unknown"))
+        return peer_text(str(getattr(peer, "host", "unknown")))
 
     @property
     def secure(self) -> bool:

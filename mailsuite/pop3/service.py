@@ -11,6 +11,7 @@ from typing import Any
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
+from mailsuite.networks import peer_text
 from mailsuite.pop3.protocol import Pop3Protocol
 from mailsuite.pop3.sessions import SessionRegistry
 from mailsuite.pop3.settings import Pop3Settings
@@ -39,7 +40,7 @@ class Pop3Factory(Factory):
         self.sessions.shutdown()
 
     def buildProtocol(self, addr: Any) -> Pop3Protocol:
-        host = str(getattr(addr, "host", "unknown"))
+        host = peer_text(str(getattr(addr, "host", "unknown")))  # the key peer_host uses
         refuse = False
         if self.sessions.connections >= self.settings.max_connections:
             self.log.warn("pop3: connection limit, refusing {host}", host=host)

@@ -23,6 +23,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from mailsuite.networks import peer_text
 from mailsuite.smtp import replies
 from mailsuite.smtp.auth import MAX_AUTH_LINE, SaslExchange
 from mailsuite.smtp.cmd_auth import AuthCommands
@@ -101,7 +102,7 @@ class SMTPServerProtocol(AuthCommands, MailCommands, Protocol):
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
-        self.session.peer_ip = getattr(peer, "host", "") or ""
+        self.session.peer_ip = peer_text(getattr(peer, "host", "") or "")
         self.session.peer_port = getattr(peer, "port", 0) or 0
         self.session.tls = ISSLTransport.providedBy(self.transport)
         set_nodelay = getattr(self.transport, "setTcpNoDelay", None)

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from mailsuite import connlimit
 from mailsuite.connlimit import ConnectionLimiter
 from mailsuite.delivery import LocalDelivery
+from mailsuite.networks import peer_text
 from mailsuite.smtp import replies
 from mailsuite.smtp.auth import Authenticator
 from mailsuite.smtp.intake import MessageIntake
@@ -90,7 +91,7 @@ class SMTPFactory(Factory):
         self.connections: set[SMTPServerProtocol] = set()
 
     def buildProtocol(self, addr: Any) -> Protocol:
-        ip = getattr(addr, "host", "") or ""
+        ip = peer_text(getattr(addr, "host", "") or "")
         over = self.limiter.refusal(ip)
         if over is not None:
             refusal = _REFUSALS[over]
