@@ -83,6 +83,8 @@ def test_config_is_frozen(tmp_path):
     ('[smtp]\nmax_recipient = 5\n', r"mailsuite.toml: smtp.max_recipient: unknown key"),
     ('[smtp]\nmax_recipients = "5"\n', r"mailsuite.toml: smtp.max_recipients: expected an integer"),
     ('[smtp]\nmax_recipients = true\n', r"smtp.max_recipients: expected an integer"),
+    ('[smtp]\nmax_message_memory = 1000000\n',
+     r"mailsuite.toml: \[smtp\]: max_message_memory: at least max_message_size"),
     ('[store]\nfsync = 1\n', r"mailsuite.toml: store.fsync: expected true or false"),
     ('domains = "example.test"\n', r"mailsuite.toml: domains: expected a list of strings"),
     ('domains = ["ok.test", "bad domain"]\n', r"mailsuite.toml: domains\[1\]: "),

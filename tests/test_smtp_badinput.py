@@ -267,6 +267,66 @@ class DataLimitTests(BadInputBase):
         self.assertTrue(has_reply(out, replies.QUEUED))
 
 
+class MessageMemoryTests(BadInputBase):
+    """All sessions together hold at most max_message_memory of message content."""
+
+    settings = SmtpSettings(max_message_size=10_000, max_message_memory=12_000)
+    BODY = "Subject: big\r\n\r\n" + ("x" * 98 + "\r\n") * 80  # about 8 KB
+
+    def start(self, client) -> None:  # type: ignore[no-untyped-def]
+        client.send("EHLO other.test\r\n")
+        client.send(f"MAIL FROM:<s@remote.test>\r\nRCPT TO:<{ALICE}>\r\nDATA\r\n")
+
+    def test_second_large_message_waits_for_the_first(self) -> None:
+        first = connect(self.factory, ip="192.0.2.21")
+        self.start(first)
+        first.send(self.BODY)  # held: its final dot has not come yet
+        memory = self.factory.memory
+        self.assertGreater(memory.used, 8000)
+        self.start(self.client)
+        self.assertEqual(self.client.send(self.BODY), "")
+        self.assertEqual(self.client.protocol._body.chunks, [])  # dropped, not buffered
+        out = self.client.send(".\r\n")
+        self.assertTrue(has_reply(out, replies.INSUFFICIENT_STORAGE))
+        self.assertEqual(self.client.protocol.session.errors, 0)  # not the client's fault
+        self.assertTrue(has_reply(first.send(".\r\n"), replies.QUEUED))
+        self.assertEqual(memory.used, 0)  # delivered: the first message gave its memory back
+        self.start_again_and_deliver()
+
+    def start_again_and_deliver(self) -> None:
+        self.client.send(f"MAIL FROM:<s@remote.test>\r\nRCPT TO:<{ALICE}>\r\nDATA\r\n")
+        self.assertTrue(has_reply(self.client.send(self.BODY + ".\r\n"), replies.QUEUED))
+        self.assertEqual(len(inbox(self.ctx, ALICE)), 2)
+
+    def test_declared_size_that_does_not_fit_now_is_452_at_mail(self) -> None:
+        first = connect(self.factory, ip="192.0.2.21")
+        self.start(first)
+        first.send(self.BODY)
+        out = self.client.send("MAIL FROM:<s@remote.test> SIZE=8000\r\n")
+        self.assertTrue(has_reply(out, replies.INSUFFICIENT_STORAGE))
+        self.assertTrue(has_reply(self.client.send("MAIL FROM:<s@remote.test> SIZE=2000\r\n"),
+                                  replies.SENDER_OK))
+
+    def test_a_dropped_connection_gives_its_memory_back(self) -> None:
+        first = connect(self.factory, ip="192.0.2.21")
+        self.start(first)
+        first.send(self.BODY)
+        self.assertGreater(self.factory.memory.used, 8000)
+        first.transport.loseConnection()
+        first.protocol.connectionLost(None)
+        self.assertEqual(self.factory.memory.used, 0)
+
+    def test_bdat_chunk_over_the_budget_fails_the_transaction(self) -> None:
+        first = connect(self.factory, ip="192.0.2.21")
+        self.start(first)
+        first.send(self.BODY)
+        self.client.send(f"MAIL FROM:<s@remote.test>\r\nRCPT TO:<{ALICE}>\r\n")
+        chunk = "y" * 5000
+        out = self.client.send(f"BDAT {len(chunk)} LAST\r\n{chunk}")
+        self.assertTrue(has_reply(out, replies.INSUFFICIENT_STORAGE))
+        self.assert_session_goes_on()
+
+
 class TimeoutTests(BadInputBase):
     settings = SmtpSettings(idle_timeout=30.0, session_timeout=120.0)
 

@@ -99,6 +99,8 @@ class MailCommands:
                 return replies.SYNTAX_ERROR.with_text("Bad SIZE parameter (RFC 1870)")
             if int(value) > self.settings.max_message_size:
                 return self._refuse("MAIL", replies.MESSAGE_TOO_BIG)
+            if not self.server.memory.fits(int(value)):  # RFC 1870 6.2: 452 at MAIL
+                return self._refuse("MAIL", replies.INSUFFICIENT_STORAGE)
             envelope.declared_size = int(value)
         if "BODY" in params:
             body = (params["BODY"] or "").upper()
@@ -170,7 +172,8 @@ class MailCommands:
 
     def _new_body(self) -> MessageBody:
         s = self.settings
-        return MessageBody(s.max_message_size, s.max_line_length, s.max_received_headers)
+        return MessageBody(s.max_message_size, s.max_line_length, s.max_received_headers,
+                           self.server.memory)
 
     def do_DATA(self, argument: str) -> Reply:
         """RFC 5321 4.1.1.4."""
@@ -235,10 +238,11 @@ class MailCommands:
             return
         body = self._body
         assert body is not None
-        if body.oversize:
+        if body.oversize or body.out_of_memory:
             # RFC 3030 3: a failed chunk fails the transaction.
             self._reset_transaction()
-            self._answer(self._refuse("BDAT", replies.MESSAGE_TOO_BIG))
+            refusal = replies.MESSAGE_TOO_BIG if body.oversize else replies.INSUFFICIENT_STORAGE
+            self._answer(self._refuse("BDAT", refusal))
             return
         if not self._bdat_last:
             self._send(replies.CHUNK_OK.with_text(f"Ok: {body.size} octets received"))

@@ -16,6 +16,8 @@ ever buffering more than the SIZE limit:
   as it arrives; the message is answered ``552 5.3.4`` at its end (RFC 1870 6.3).
 - More than ``max_received`` ``Received:`` header fields is a mail loop (RFC 5321 6.3):
   ``554 5.4.6``.
+- Past the memory all sessions may hold for messages (``mailsuite.smtp.budget``), the content
+  is dropped and the rest discarded as it arrives; ``452 4.3.1`` at the end.
 
 :class:`DotReader` finds the end of DATA (exactly CRLF "." CRLF, RFC 5321 4.1.1.4) and undoes
 dot-stuffing (RFC 5321 4.5.2) over any split of the input into reads.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import re
 
 from mailsuite.smtp import replies
+from mailsuite.smtp.budget import MessageMemory
 from mailsuite.smtp.replies import Reply
 
 _END_OF_DATA = b"\r\n.\r\n"
@@ -38,6 +41,7 @@ class MessageBody:
     """The content of one message as it arrives, with the checks described in the module."""
 
     __slots__ = (
+        "__weakref__",  # MessageMemory gives the bytes back when the body is freed
         "_line_length",
         "_pending_cr",
         "bare_newline",
@@ -46,11 +50,15 @@ class MessageBody:
         "max_line",
         "max_received",
         "max_size",
+        "memory",
+        "memory_cell",
+        "out_of_memory",
         "oversize",
         "size",
     )
 
-    def __init__(self, max_size: int, max_line_length: int, max_received: int) -> None:
+    def __init__(self, max_size: int, max_line_length: int, max_received: int,
+                 memory: MessageMemory | None = None) -> None:
         self.max_size = max_size
         # Octets allowed before the LF: the line including CRLF is max_line_length.
         self.max_line = max_line_length - 1
@@ -62,22 +70,35 @@ class MessageBody:
         self.line_too_long = False
         self._line_length = 0  # octets of the current unfinished line
         self._pending_cr = False  # the last chunk ended in CR
+        self.memory = memory  # the budget all sessions share (mailsuite.smtp.budget)
+        self.memory_cell: list[int] | None = None  # bytes counted against it, for its use
+        self.out_of_memory = False
 
     def add(self, data: bytes) -> None:
         """Take the next piece of content (already un-stuffed)."""
         if not data:
             return
         self.size += len(data)
-        if self.oversize:
-            return
+        if self.oversize or self.out_of_memory or self.bare_newline or self.line_too_long:
+            return  # refused already: the rest is read and thrown away
         if self.size > self.max_size:
             self.oversize = True
-            self.chunks = []
+            self._drop()
+            return
+        if self.memory is not None and not self.memory.take(self, len(data)):
+            self.out_of_memory = True
+            self._drop()
             return
         self.chunks.append(data)
-        if self.bare_newline or self.line_too_long:
-            return
         self._check(data)
+        if self.bare_newline or self.line_too_long:
+            self._drop()
+
+    def _drop(self) -> None:
+        """The message is refused: let its content go now, not at the end of DATA."""
+        self.chunks = []
+        if self.memory is not None:
+            self.memory.give_back(self)
 
     def _check(self, data: bytes) -> None:
         lines = data.split(b"\n")
@@ -111,6 +132,8 @@ class MessageBody:
         """Check the complete message; None if it is acceptable, else the refusal."""
         if self.oversize:
             return replies.MESSAGE_TOO_BIG
+        if self.out_of_memory:
+            return replies.INSUFFICIENT_STORAGE
         if self._pending_cr and not self.line_too_long:  # (not checked after a long line)
             self.bare_newline = True
         if self.bare_newline:

@@ -126,6 +126,8 @@ class SMTPServerProtocol(AuthCommands, MailCommands, Protocol):
             if call is not None and call.active():
                 call.cancel()
         self._idle_call = self._session_call = None
+        self._buffer = b""
+        self._reset_transaction()  # a message being received lets its memory go now
         self.server.connection_closed(self)
 
     def _idle_timeout(self) -> None:

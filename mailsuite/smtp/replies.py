@@ -124,6 +124,8 @@ NO_SUCH_USER = Reply(550, "5.1.1", "Recipient address rejected: user unknown")
 DOMAIN_LITERAL_DENIED = Reply(554, "5.7.1", "Address literals are not accepted")
 UTF8_NOT_ENABLED = Reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8 (RFC 6531 3.4)")
 MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed limit")
+# RFC 5321 4.2.2 452, RFC 3463 X.3.1 "mail system full": the memory budget for messages
+INSUFFICIENT_STORAGE = Reply(452, "4.3.1", "Insufficient system storage, try again later")
 MAIL_LOOP = Reply(554, "5.4.6", "Too many Received headers: mail loop detected")
 BARE_NEWLINE_IN_DATA = Reply(
     554, "5.6.0", "Message refused: bare <CR> or <LF> in message (RFC 5321 2.3.8)"

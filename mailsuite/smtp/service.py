@@ -20,6 +20,7 @@ from mailsuite.delivery import LocalDelivery
 from mailsuite.networks import peer_text
 from mailsuite.smtp import replies
 from mailsuite.smtp.auth import Authenticator
+from mailsuite.smtp.budget import shared_memory
 from mailsuite.smtp.intake import MessageIntake
 from mailsuite.smtp.protocol import SMTPServerProtocol
 from mailsuite.smtp.settings import SmtpSettings
@@ -79,6 +80,7 @@ class SMTPFactory(Factory):
         self.settings = settings or _settings_of(ctx)
         self.hostname = hostname or _hostname_of(ctx)
         self.limiter = limiter or shared_limiter(ctx, self.settings)
+        self.memory = shared_memory(ctx, self.settings.max_message_memory)
         self.intake = MessageIntake(ctx, self.hostname, LocalDelivery(ctx.store, ctx.accounts))
         self.authenticator = Authenticator(
             ctx.portal,

@@ -10,6 +10,9 @@ class SmtpSettings:
     """``[smtp]``: limits and timeouts of the MX and submission listeners."""
 
     max_message_size: int = 50 * 1024 * 1024  # SIZE advertised and enforced (bytes)
+    # Message content all SMTP sessions together may hold in memory (bytes); past it a new
+    # message gets 452 4.3.1 and the client tries again later (mailsuite.smtp.budget).
+    max_message_memory: int = 256 * 1024 * 1024
     max_recipients: int = 100  # per transaction; more get 452 4.5.3
     max_line_length: int = 1000  # command line (RFC 5321 4.5.3.1.4) and text line limit
     max_errors: int = 10  # bad commands before the connection is closed
@@ -26,3 +29,6 @@ class SmtpSettings:
 
     def __post_init__(self) -> None:
         parse_networks(self.trusted_networks)  # ValueError names a bad entry
+        if self.max_message_memory < self.max_message_size:
+            raise ValueError("max_message_memory: at least max_message_size, or a message of "
+                             "the advertised SIZE could never be received")
