@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 
@@ -41,6 +42,7 @@ def client_address(ip: str) -> Address | None:
     return address
 
 
+@functools.lru_cache(maxsize=4096)  # every connection asks; clients come back
 def peer_text(ip: str) -> str:
     """``ip`` as ``client_address`` reads it, as text; anything else unchanged."""
     address = client_address(ip)
