@@ -3,7 +3,7 @@ CONDSTORE modifiers and bad sequence sets."""
 
 from __future__ import annotations
 
-from test_imap_helpers import ALICE, SIMPLE, Client, deliver, make_ctx, message
+from test_imap_helpers import ALICE, SIMPLE, Client, deliver, make_ctx, message, selected
 
 MULTIPART = (b"From: a@example.test\r\nSubject: parts\r\nMIME-Version: 1.0\r\n"
              b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
@@ -11,16 +11,6 @@ MULTIPART = (b"From: a@example.test\r\nSubject: parts\r\nMIME-Version: 1.0\r\n"
              b"--b1\r\nContent-Type: message/rfc822\r\n\r\n"
              b"Subject: inner\r\nFrom: c@example.test\r\n\r\ninner body\r\n"
              b"--b1--\r\n")
-
-
-def selected(*messages: bytes, condstore: bool = False) -> Client:
-    ctx = make_ctx()
-    for raw in messages:
-        deliver(ctx, ALICE, raw)
-    c = Client(ctx)
-    c.login()
-    c.select()
-    return c
 
 
 def test_flags_uid_size() -> None:

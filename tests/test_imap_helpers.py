@@ -206,6 +206,17 @@ class Client:
         self.proto.connectionLost(Failure(ConnectionLost()))
 
 
+def selected(*messages: bytes) -> Client:
+    """A logged-in client with INBOX selected, holding ``messages`` (delivered to alice)."""
+    ctx = make_ctx()
+    for raw in messages:
+        deliver(ctx, ALICE, raw)
+    client = Client(ctx)
+    client.login()
+    client.select()
+    return client
+
+
 def untagged(output: bytes, kind: str) -> list[bytes]:
     """Untagged lines whose first word after ``*`` (or after the number) is ``kind``."""
     out = []

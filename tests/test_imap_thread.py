@@ -7,7 +7,7 @@ import shutil
 import tempfile
 
 import pytest
-from test_imap_helpers import ALICE, Client, LiveServer, deliver, make_ctx, untagged
+from test_imap_helpers import ALICE, Client, LiveServer, make_ctx, selected, untagged
 from twisted.internet import defer, threads
 from twisted.trial import unittest
 
@@ -39,13 +39,7 @@ MAILBOX = [
 
 @pytest.fixture
 def c() -> Client:
-    ctx = make_ctx()
-    for message in MAILBOX:
-        deliver(ctx, ALICE, message)
-    client = Client(ctx)
-    client.login()
-    client.select()
-    return client
+    return selected(*MAILBOX)
 
 
 def thread_line(c: Client, command: str) -> bytes:

@@ -11,7 +11,7 @@ import re
 
 import pytest
 from dovecot_preauth import run_preauth
-from test_imap_helpers import ALICE, Client, deliver, make_ctx, untagged
+from test_imap_helpers import selected, untagged
 from test_imap_thread import MAILBOX, raw
 
 # MAILBOX's cases, plus: a chain whose middle is missing, a References list that loops, two
@@ -65,12 +65,7 @@ def dovecot_threads() -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def our_threads() -> list[bytes]:
-    ctx = make_ctx()
-    for message in MESSAGES:
-        deliver(ctx, ALICE, message)
-    client = Client(ctx)
-    client.login()
-    client.select()
+    client = selected(*MESSAGES)
 
     def ask(command: str) -> bytes:
         [line] = untagged(client.ok(command), "THREAD")
