@@ -17,20 +17,16 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from twisted.logger import Logger
-
 _CONTEXT_KEY = "_smtp_message_memory"
 
 
 class MessageMemory:
     """Bytes of message content held by live bodies, against ``limit``."""
 
-    log = Logger()
-
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
-        self.refusals = 0  # messages refused for want of memory (tests, monitoring)
+        self.refusals = 0  # messages refused during their data for want of memory
 
     def fits(self, size: int) -> bool:
         """Would ``size`` more bytes fit now (SIZE at MAIL)?"""
