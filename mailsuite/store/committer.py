@@ -7,7 +7,9 @@ per message in the SMTP benchmark). Here one pool thread at a time takes every d
 waiting, writes them with ``MessageWriter.deliver_batch`` (one journal commit for the lot, each
 ``new/`` fsynced once), and hands all the results back to the reactor in one call. While it
 works, the next deliveries gather for the following batch, so the busier the server, the more
-each commit carries; a lone delivery is a batch of one and waits for nobody.
+each commit carries; a lone delivery is a batch of one and waits for nobody. When the queue is
+empty, the thread makes the next unnamed file for each folder it just wrote to
+(``mailsuite.store.spares``), so that the next delivery does not wait for an inode.
 
 Nothing is acknowledged early: a delivery's Deferred fires only after its file and its
 directory are fsynced, or fails with ``TemporaryStoreError`` (the SMTP client then retries).
@@ -25,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mailsuite.errors import TemporaryStoreError
+from mailsuite.store.spares import SpareFiles
 from mailsuite.store.writer import sync_directory
 
 
@@ -50,6 +53,7 @@ class DeliveryCommitter:
         self._lock = threading.Lock()  # guards _waiting and _draining (reactor and pool thread)
         self._waiting: list[_Delivery] = []
         self._draining = False
+        self.spares = SpareFiles()
         self.batches = 0  # how many batches were written (tests, monitoring)
 
     def deliver(self, folder_dir: str, chunks: Sequence[bytes], filename: str) -> defer.Deferred[None]:
@@ -64,15 +68,22 @@ class DeliveryCommitter:
         return delivery.done
 
     def _drain(self) -> None:
-        """In a pool thread: write batches until nobody is waiting."""
+        """In a pool thread: write batches until nobody is waiting, then make spares."""
+        written: set[str] = set()  # folders whose spare was used
         while True:
             with self._lock:
                 batch, self._waiting = self._waiting, []
-                if not batch:
+                if not batch and not written:
                     self._draining = False
                     return
+            if not batch:  # answered already: the clients are not waiting for this
+                if self._store.writer.uses_unnamed_files:
+                    self.spares.prepare(written)
+                written.clear()
+                continue
             outcomes = self._commit(batch)
             self._store.reactor.callFromThread(self._report, batch, outcomes)
+            written.update(d.folder_dir for d in batch)
 
     def _commit(self, batch: list[_Delivery]) -> list[BaseException | None]:
         store = self._store
@@ -81,11 +92,16 @@ class DeliveryCommitter:
                 [(d.folder_dir, d.chunks, d.filename, "new") for d in batch],
                 store.settings.fsync,
                 lambda path: sync_directory(path, store.dir_fsync.sync),
+                self.spares.take,
             ))
         except Exception as exc:  # noqa: BLE001 - a bug must fail these deliveries, not hang them
             outcomes = [exc] * len(batch)
         self.batches += 1
         return outcomes
+
+    def close(self) -> None:
+        """Give back the spare files (the store stops)."""
+        self.spares.close()
 
     def _report(self, batch: list[_Delivery], outcomes: list[BaseException | None]) -> None:
         """In the reactor thread: every delivery of the batch learns its outcome."""

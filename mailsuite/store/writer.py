@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 
 from mailsuite.errors import TemporaryStoreError
-from mailsuite.store import writeout
+from mailsuite.store import spares, writeout
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _IOV_MAX = 1024  # buffers per writev (Linux's limit; POSIX guarantees at least 16)
@@ -65,6 +65,11 @@ class MessageWriter:
     _unnamed: bool | None = None if hasattr(os, "O_TMPFILE") else False
     _root_fd = -1  # any directory fd: makes os.link use linkat(AT_SYMLINK_FOLLOW)
 
+    @property
+    def uses_unnamed_files(self) -> bool:
+        """True once an O_TMPFILE delivery has worked here."""
+        return self._unnamed is True
+
     def write_chunks(self, fd: int, chunks: Sequence[bytes]) -> None:
         """Write every byte of ``chunks`` to ``fd``, several chunks per system call (a message
         arrives as a few header lines and the body's pieces)."""
@@ -109,14 +114,16 @@ class MessageWriter:
         items: Sequence[tuple[str, Sequence[bytes], str, str]],
         fsync: bool,
         sync_dir: Callable[[str], None] = sync_directory,
+        open_unnamed: Callable[[str], int] = spares.open_unnamed,
     ) -> list[TemporaryStoreError | None]:
         """Write several messages ``(folder_dir, chunks, filename, subdir)`` so that they share
         one journal commit, and fsync their directories. Every file is written and its
         write-out started, then each is written out and linked; then each directory is synced
         with ``sync_dir`` (ext4 commits the journal for a directory: the names, sizes and
         blocks of the whole batch at once), and last each file is fsynced, which finds its
-        inode committed already. Returns each item's outcome: None, or the TemporaryStoreError
-        that stopped it (the others go on)."""
+        inode committed already. ``open_unnamed(folder_dir)`` gives each item its unnamed file
+        (``SpareFiles.take`` hands out one made in advance). Returns each item's outcome: None,
+        or the TemporaryStoreError that stopped it (the others go on)."""
         results: list[TemporaryStoreError | None] = [None] * len(items)
         start = 0
         if self._unnamed is None and items:  # the first delivery finds out what works here
@@ -133,7 +140,7 @@ class MessageWriter:
             for i in range(start, len(items)):
                 folder_dir, chunks, filename, subdir = items[i]
                 try:
-                    fd = os.open(os.path.join(folder_dir, "tmp"), os.O_TMPFILE | os.O_WRONLY, 0o600)
+                    fd = open_unnamed(folder_dir)
                 except OSError as exc:
                     results[i] = TemporaryStoreError(f"cannot create a file in tmp/: {exc.strerror}")
                     continue
