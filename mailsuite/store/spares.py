@@ -1,9 +1,9 @@
 """Unnamed files made ahead of need, so that a delivery does not wait for its inode.
 
-Creating a file is where ext4 allocates its inode, and that search of the inode bitmaps is not
-always cheap: on the machines we measured it cost 0.02 to 0.8 ms of CPU per file (it grows
-with the inodes freed in the last seconds near the folder, which ext4 skips, so a store that
-has just deleted much mail pays most). For a lone SMTP client that wait sat between the final
+Creating a file is where the file system allocates its inode, and that is not always cheap:
+on the machines we measured (ext4 without a journal, which skips the inodes freed in the last
+minute) it cost 0.02 to 0.8 ms of CPU per file, the most right after much mail was deleted
+near the folder. For a lone SMTP client that wait sat between the final
 dot and the ``250``. :class:`SpareFiles` keeps one unnamed ``O_TMPFILE`` file open per
 recently used folder, made by the committer's thread right after a batch has been answered,
 while the client is busy with its next message; the next delivery to that folder takes it.
