@@ -6,6 +6,9 @@ the time and peak memory to open (select) a 100,000-message folder.
 
 - deliveries/s: ``MaildirStore.account(u).deliver()`` of small messages into one INBOX with
   fsync on, ``--concurrency`` deliveries in flight (as an SMTP server with many clients has).
+  That is IMAP APPEND's path (a UID for each message at once). Mail from SMTP and the queue
+  takes ``deliver_incoming()`` (batched: deliveries waiting together share their fsyncs, and
+  the first reader assigns UIDs), measured the same way.
 - raw rate: write a file in tmp/, fsync it, rename it into new/, fsync new/, in a tight loop,
   on one thread and on as many threads as the store's pool uses: the physical limit.
 - open: a folder of ``--messages`` files written directly (Dovecot-style names with ,S=),
@@ -90,41 +93,49 @@ def raw_rate(directory: Path, count: int, threads: int) -> float:
     return per_thread * threads / (time.perf_counter() - start)
 
 
-def delivery_rate(root: Path, count: int, concurrency: int) -> tuple[float, int]:
-    """Deliveries/s through the store, ``concurrency`` in flight; also returns the pool size."""
+def delivery_rates(root: Path, count: int, concurrency: int, methods: list[str]
+                   ) -> tuple[list[float], int]:
+    """Deliveries/s through each of the store's ``methods`` (``deliver``, ``deliver_incoming``),
+    one after the other, each into a fresh store under ``root`` with ``concurrency`` in flight
+    (all in one reactor run: a reactor cannot be started twice); also returns the pool size."""
     from twisted.internet import defer, reactor
 
     from mailsuite.store.maildir import MaildirStore
     from mailsuite.store.settings import StoreSettings
 
-    store = MaildirStore(root, StoreSettings(fsync=True), None, reactor)
-    account = store.account(USER)
-    result: dict[str, float] = {}
+    seconds: list[float] = []
+    failed: list[object] = []
 
-    async def run() -> None:
+    async def measure(method: str) -> None:
+        store = MaildirStore(root / method, StoreSettings(fsync=True), None, reactor)
+        deliver = getattr(store.account(USER), method)
         remaining = iter(range(count))
 
         async def worker() -> None:
             for _ in remaining:
-                await account.deliver(SMALL)
+                await deliver(SMALL)
 
         start = time.perf_counter()
         await defer.gatherResults(
             [defer.Deferred.fromCoroutine(worker()) for _ in range(concurrency)], consumeErrors=True
         )
-        result["seconds"] = time.perf_counter() - start
+        seconds.append(time.perf_counter() - start)
+
+    async def run() -> None:
+        for method in methods:
+            await measure(method)
 
     def main() -> None:
         d = defer.Deferred.fromCoroutine(run())
-        d.addErrback(lambda f: (f.printTraceback(), result.setdefault("failed", 1)))
+        d.addErrback(lambda f: (f.printTraceback(), failed.append(f)))
         d.addBoth(lambda _: reactor.stop())
 
     reactor.callWhenRunning(main)
     reactor.run()
     pool = reactor.getThreadPool().max
-    if "failed" in result:
+    if failed or len(seconds) != len(methods):
         raise SystemExit("delivery benchmark failed")
-    return count / result["seconds"], pool
+    return [count / s for s in seconds], pool
 
 
 def make_big_folder(maildir: Path, count: int) -> None:
@@ -167,7 +178,9 @@ def main() -> None:
     try:
         raw1 = raw_rate(work / "raw1", args.raw, 1)
         rows.append(("raw tmp+fsync+rename+fsync dir, 1 thread", f"{raw1:,.0f} msg/s"))
-        rate, pool = delivery_rate(work / "deliver", args.deliveries, args.concurrency)
+        (rate, incoming), pool = delivery_rates(
+            work / "deliver", args.deliveries, args.concurrency, ["deliver", "deliver_incoming"]
+        )
         rawn = raw_rate(work / "rawn", args.raw, pool)
         rows.append((f"raw tmp+fsync+rename+fsync dir, {pool} threads", f"{rawn:,.0f} msg/s"))
         rows.append(
@@ -177,6 +190,14 @@ def main() -> None:
             )
         )
         rows.append((f"  store / raw ({pool} threads)", f"{rate / rawn:.0%}"))
+        rows.append(
+            (
+                (f"store deliver_incoming() x{args.deliveries:,} (SMTP's batched path), "
+                 f"{args.concurrency} in flight"),
+                f"{incoming:,.0f} msg/s",
+            )
+        )
+        rows.append((f"  incoming / raw ({pool} threads)", f"{incoming / rawn:.0%}"))
         shutil.rmtree(work / "deliver", ignore_errors=True)
 
         big_root = work / "big"
