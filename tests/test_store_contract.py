@@ -710,10 +710,6 @@ class StoreContract:
         return folder.summary(info.uid) == folder.summary(info.uid)
 
     def test_summary_is_a_dict_and_stable(self):
-        try:
-            from mailsuite.message import summarize  # noqa: F401
-        except ImportError:
-            raise unittest.SkipTest("mailsuite.message.summarize not available yet")
         d = defer.Deferred.fromCoroutine(self._summary_cached())
         d.addCallback(self.assertTrue)
         return d

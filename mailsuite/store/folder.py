@@ -26,6 +26,7 @@ from mailsuite.interfaces import (
     FolderStatus,
     MessageInfo,
 )
+from mailsuite.message import SUMMARY_VERSION, summarize
 from mailsuite.store.base import base_of, with_flags
 from mailsuite.store.filenames import (
     INFO_SEPARATOR,
@@ -305,18 +306,12 @@ class FolderState(FolderRescan):
 
         A cached summary of another ``SUMMARY_VERSION`` (the parser changed) is recomputed.
         """
-        from mailsuite import message  # written concurrently: import lazily
-
         entry = self.entry(uid)
         base = base_of(entry[1])
         cached = self.cache.get(uid, base, self.uidvalidity)
-        if cached is not None and cached.get("version") == getattr(
-            message, "SUMMARY_VERSION", None
-        ):
+        if cached is not None and cached.get("version") == SUMMARY_VERSION:
             return cached
         raw = raw_reader(uid)
-        summarize = message.summarize
-
         try:
             value = summarize(raw)
         except Exception:  # noqa: BLE001 -- any bad file must still list and fetch
