@@ -172,6 +172,11 @@ class IFolder(Interface):
         BODYSTRUCTURE and header SEARCH never re-parse a message the store has seen.
         """
 
+    def derived(uid: int, name: str, compute: Callable[[dict[str, Any]], Any]) -> Any:
+        """``compute(summary(uid))``, which the store may remember under ``name`` for as long
+        as the message is unchanged: FETCH renders a message's ENVELOPE once, not at every
+        FETCH. ``compute`` must depend on the summary only."""
+
     def status() -> FolderStatus:
         """Counters for STATUS."""
 

@@ -832,3 +832,47 @@ class PeriodicTmpCleanupTests(MaildirTestCase):
         (self.maildir / "tmp" / "left-behind").write_bytes(b"partial")
         clock.advance(TMP_CLEAN_INTERVAL + StoreSettings().poll_interval)
         self.assertEqual(self.files("tmp"), [])
+
+
+class DerivedValueTests(MaildirTestCase):
+    """FolderState.derived: computed once per message and name, never served for another file."""
+
+    @run
+    async def test_computed_once_then_remembered(self):
+        info = await self.account.deliver(MESSAGE)
+        folder = self.open()
+        calls = []
+
+        def subject(summary):
+            calls.append(summary["envelope"]["subject"])
+            return summary["envelope"]["subject"]
+
+        self.assertEqual([folder.derived(info.uid, "subject", subject) for _ in range(3)],
+                         ["hello"] * 3)
+        self.assertEqual(calls, ["hello"])
+        # Shared by every view of the folder.
+        self.assertEqual(self.open().derived(info.uid, "subject", subject), "hello")
+        self.assertEqual(calls, ["hello"])
+
+    @run
+    async def test_a_value_for_another_file_is_computed_again(self):
+        info = await self.account.deliver(MESSAGE)
+        folder = self.open()
+        folder.derived(info.uid, "subject", lambda s: s["envelope"]["subject"])
+        state = self.account.state(INBOX)
+        # As after a UIDVALIDITY change: the same UID, a value remembered for another file.
+        state._derived[(info.uid, "subject")] = ("1.M1P1.elsewhere", "stale")
+        self.assertEqual(folder.derived(info.uid, "subject", lambda s: s["envelope"]["subject"]),
+                         "hello")
+
+    @run
+    async def test_bounded(self):
+        from mailsuite.store import folder as folder_module
+
+        self.patch(folder_module, "DERIVED_LIMIT", 3)
+        infos = [await self.account.deliver(MESSAGE) for _ in range(5)]
+        folder = self.open()
+        for info in infos:
+            folder.derived(info.uid, "subject", lambda s: s["envelope"]["subject"])
+        self.assertLessEqual(len(self.account.state(INBOX)._derived), 3)
+

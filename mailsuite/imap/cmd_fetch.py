@@ -283,11 +283,12 @@ def _render(folder: Any, info: Any, items: list[FetchItem],
         elif name == "INTERNALDATE":
             parts.append(b"INTERNALDATE " + wire.internal_date(info.internal_date))
         elif name == "ENVELOPE":
-            parts.append(b"ENVELOPE " + render.envelope(folder.summary(info.uid)))
+            parts.append(b"ENVELOPE " + folder.derived(info.uid, "imap.envelope", render.envelope))
         elif name == "BODYSTRUCTURE":
-            parts.append(b"BODYSTRUCTURE " + render.bodystructure(folder.summary(info.uid), True))
+            parts.append(b"BODYSTRUCTURE "
+                         + folder.derived(info.uid, "imap.bodystructure", render.bodystructure))
         elif name == "BODY":
-            parts.append(b"BODY " + render.bodystructure(folder.summary(info.uid), False))
+            parts.append(b"BODY " + folder.derived(info.uid, "imap.body", render.body))
         else:
             if raw is None:
                 raw = folder.read_message(info.uid)

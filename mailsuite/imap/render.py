@@ -169,3 +169,8 @@ def _node(node: dict[str, Any], extensible: bool) -> bytes:
 def bodystructure(summary: dict[str, Any], extensible: bool = True) -> bytes:
     """FETCH BODYSTRUCTURE (``extensible=True``) or BODY (``False``) of a summary."""
     return _node(summary["body"], extensible)
+
+
+def body(summary: dict[str, Any]) -> bytes:
+    """FETCH BODY (the non-extensible BODYSTRUCTURE) of a summary."""
+    return _node(summary["body"], False)

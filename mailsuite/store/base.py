@@ -13,7 +13,7 @@ import itertools
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -79,6 +79,8 @@ class FolderBase:
         self.entries: dict[int, Entry] = {}
         self._list: list[MessageInfo] | None = None
         self._flag_sets: dict[str, frozenset[str]] = {}
+        # (uid, name) -> (file base name, value): see FolderState.derived
+        self._derived: dict[tuple[int, str], tuple[str, Any]] = {}
         self._mtimes: tuple[int, int] = (-1, -1)
         self._dirty = True  # force a full rescan on the next refresh
         self._recent_new = True  # new/ changed within the mtime granularity: look again
@@ -247,6 +249,7 @@ class FolderBase:
     def unload(self) -> None:
         """Drop the index (no views left); the persistent files stay."""
         self.cache.close()
+        self._derived = {}
         self.loaded = False
         self.entries = {}
         self._list = None

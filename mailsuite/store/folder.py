@@ -13,7 +13,7 @@ All methods run on the reactor thread except the blocking helpers handed to the 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from twisted.internet import defer, threads
@@ -36,6 +36,9 @@ from mailsuite.store.flags import apply_mode, normalize_flags
 from mailsuite.store.rescan import FolderRescan
 from mailsuite.store.uidlist import LOCK_TIMEOUT
 from mailsuite.store.writer import fsync_dir
+
+# Values kept per folder by FolderState.derived (an IMAP ENVELOPE is a few hundred bytes).
+DERIVED_LIMIT = 2048
 
 
 class FolderState(FolderRescan):
@@ -300,6 +303,22 @@ class FolderState(FolderRescan):
             highest_modseq=self.highest_modseq,
             size=size,
         )
+
+    def derived(self, uid: int, name: str, compute: Callable[[dict[str, Any]], Any],
+                raw_reader: Any) -> Any:
+        """``compute`` of the message's summary, kept in memory (at most ``DERIVED_LIMIT``
+        values per folder) while the UID names the same file: a file's base name is unique,
+        so a UID reused after a UIDVALIDITY change is never answered with an old value."""
+        base = base_of(self.entry(uid)[1])
+        key = (uid, name)
+        known = self._derived.get(key)
+        if known is not None and known[0] == base:
+            return known[1]
+        value = compute(self.summary(uid, raw_reader))
+        if len(self._derived) >= DERIVED_LIMIT:
+            self._derived.clear()
+        self._derived[key] = (base, value)
+        return value
 
     def summary(self, uid: int, raw_reader: Any) -> dict[str, Any]:
         """The message's summary from the cache, computed and cached on first use.

@@ -43,6 +43,7 @@ from mailsuite.interfaces import (
     QuotaUsage,
     Unsubscribe,
 )
+from mailsuite.message import summarize
 from mailsuite.store.events import ChangeHub
 from mailsuite.store.flags import FlagInterner, apply_mode, normalize_flags
 from mailsuite.store.listing import (
@@ -127,11 +128,12 @@ class MemoryFolder:
         raw = self.read_message(uid)
         cached = self._summaries.get(uid)
         if cached is None:
-            from mailsuite.message import summarize  # written concurrently; import lazily
-
             cached = summarize(raw)
             self._summaries[uid] = cached
         return cached
+
+    def derived(self, uid: int, name: str, compute: Callable[[dict[str, Any]], Any]) -> Any:
+        return compute(self.summary(uid))  # the in-memory store (tests) keeps no derived values
 
     def status(self) -> FolderStatus:
         return self._account._status_of(self._data)

@@ -95,6 +95,9 @@ class MaildirFolder:
     def summary(self, uid: int) -> dict[str, Any]:
         return self._state.summary(uid, self.read_message)
 
+    def derived(self, uid: int, name: str, compute: Callable[[dict[str, Any]], Any]) -> Any:
+        return self._state.derived(uid, name, compute, self.read_message)
+
     def status(self) -> FolderStatus:
         return self._state.status()
 
