@@ -105,6 +105,17 @@ def peer_versions() -> dict[str, str]:
     return versions
 
 
+def ext4_journal(device: str) -> str:
+    """', no journal' when the ext4 on ``device`` has none (then every fsync flushes the disk
+    cache on its own, and new files skip the inodes freed in the last minutes): it changes
+    the SMTP figures of every server. Empty when it has one or when we cannot tell."""
+    name = Path(device).name
+    jbd2 = Path("/proc/fs/jbd2")
+    if not name or not Path("/proc/fs/ext4", name).is_dir() or not jbd2.is_dir():
+        return ""
+    return "" if any(p.name.startswith(f"{name}-") for p in jbd2.iterdir()) else ", no journal"
+
+
 def machine() -> dict[str, str]:
     model = "?"
     try:
@@ -123,6 +134,8 @@ def machine() -> dict[str, str]:
         pass
     fs = subprocess.run(["df", "-T", tempfile.gettempdir()], capture_output=True, text=True, check=False)
     fstype = fs.stdout.splitlines()[-1].split()[1] if fs.returncode == 0 else "?"
+    if fstype == "ext4":
+        fstype += ext4_journal(fs.stdout.splitlines()[-1].split()[0])
     return {
         "CPUs": str(os.cpu_count()),
         "CPU model": model,
