@@ -69,7 +69,7 @@ class DeliveryCommitter:
 
     def _drain(self) -> None:
         """In a pool thread: write batches until nobody is waiting, then make spares."""
-        written: set[str] = set()  # folders whose spare was used
+        written: set[str] = set()  # folders written to since spares were last made
         while True:
             with self._lock:
                 batch, self._waiting = self._waiting, []

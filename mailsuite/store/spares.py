@@ -2,11 +2,11 @@
 
 Creating a file is where the file system allocates its inode, and that is not always cheap:
 on the machines we measured (ext4 without a journal, which skips the inodes freed in the last
-minute) it cost 0.02 to 0.8 ms of CPU per file, the most right after much mail was deleted
-near the folder. For a lone SMTP client that wait sat between the final
-dot and the ``250``. :class:`SpareFiles` keeps one unnamed ``O_TMPFILE`` file open per
-recently used folder, made by the committer's thread right after a batch has been answered,
-while the client is busy with its next message; the next delivery to that folder takes it.
+minutes) it cost 0.02 to 0.8 ms of CPU per file, the most right after much mail was deleted
+near the folder. For a lone SMTP client that wait sat between the final dot and the ``250``.
+:class:`SpareFiles` keeps one unnamed ``O_TMPFILE`` file open per recently used folder, made
+by the committer's thread right after a batch has been answered, while the client is busy
+with its next message; the next delivery to that folder takes it.
 
 A spare holds no data and has no name: if the process dies, the kernel (or the next mount's
 orphan cleanup) frees it, and nothing ever appears in the Maildir. Linking it into ``new/``
