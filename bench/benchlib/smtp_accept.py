@@ -108,6 +108,8 @@ def run(ctx) -> Workload:
     wl.notes.append("msg/s = messages / time from the first connection until the last file is "
                     "in the Maildir; 'accept msg/s' = messages / time until smtp-source got its "
                     "last 250.")
+    wl.notes.append("The runs of a case alternate between the servers (each once, then again), "
+                    "so that the machine's drift over minutes falls on all of them alike.")
     wl.notes.append("Load: `smtp-source -s CLIENTS -m N -l SIZE` (one connection per message, "
                     "SIZE bytes of body) to one recipient of the server's domain.")
     wl.notes.append("Durability differs: mailsuite, aiosmtpd (bench/aiosmtpd_maildir.py) and "
@@ -119,21 +121,26 @@ def run(ctx) -> Workload:
         for clients in (1, 20):
             case = Case(f"{size // 1024} KB x {count}, {clients} client{'s' if clients > 1 else ''}",
                         "msg/s")
-            for server in SERVERS:
-                outcome = Outcome(server)
-                why = ctx.missing(server, ("smtp",))
-                if why:
-                    outcome.skipped = why
-                else:
-                    for i in range(ctx.runs):
-                        workdir = ctx.workdir(f"smtp-{server}-{size}-{clients}-{i}")
-                        try:
-                            outcome.runs.append(run_once(server, workdir, size, clients, count,
-                                                         ctx.timeout(count)))
-                        except Exception as exc:  # noqa: BLE001 - reported in the table
-                            outcome.errors.append(brief(exc))
-                            ctx.say(f"    {server}: {brief(exc, 2000)}")
-                        ctx.cleanup(workdir)
+            outcomes = [Outcome(server) for server in SERVERS]
+            for outcome in outcomes:
+                outcome.skipped = ctx.missing(outcome.server, ("smtp",))
+            # Round robin (every server once, then again): the machine's speed drifts over
+            # minutes, and running one server's repetitions back to back let that drift into
+            # the ratios.
+            for i in range(ctx.runs):
+                for outcome in outcomes:
+                    if outcome.skipped:
+                        continue
+                    server = outcome.server
+                    workdir = ctx.workdir(f"smtp-{server}-{size}-{clients}-{i}")
+                    try:
+                        outcome.runs.append(run_once(server, workdir, size, clients, count,
+                                                     ctx.timeout(count)))
+                    except Exception as exc:  # noqa: BLE001 - reported in the table
+                        outcome.errors.append(brief(exc))
+                        ctx.say(f"    {server}: {brief(exc, 2000)}")
+                    ctx.cleanup(workdir)
+            for outcome in outcomes:
                 ctx.progress(wl.key, case.label, outcome)
                 case.outcomes.append(outcome)
             wl.cases.append(case)
