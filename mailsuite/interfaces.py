@@ -268,6 +268,9 @@ class IMailStore(Interface):
     def account(user: str) -> IAccountStore:
         """The store of one user, created with its special-use folders on first use."""
 
+    def close() -> None:
+        """The server stops: give back what the store holds open (spare files)."""
+
 
 # --- accounts ----------------------------------------------------------------------------
 

@@ -273,6 +273,7 @@ class MailsuiteService(service.MultiService):
         self._bound = False
         yield defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
         yield defer.maybeDeferred(super().stopService)
+        self.ctx.store.close()
         self.ctx.maillog.close()
 
 

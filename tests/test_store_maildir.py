@@ -876,3 +876,18 @@ class DerivedValueTests(MaildirTestCase):
             folder.derived(info.uid, "subject", lambda s: s["envelope"]["subject"])
         self.assertLessEqual(len(self.account.state(INBOX)._derived), 3)
 
+
+class CloseTests(MaildirTestCase):
+    @run
+    async def test_close_gives_back_the_spare_files(self):
+        await self.account.deliver_incoming(MESSAGE)
+        spares = self.store.committer.spares
+        spares.prepare([str(self.maildir)])
+        if not self.store.writer.uses_unnamed_files:
+            raise unittest.SkipTest("this file system has no O_TMPFILE")
+        self.assertEqual(len(spares), 1)
+        self.store.close()
+        self.assertEqual(len(spares), 0)
+        await self.account.deliver_incoming(MESSAGE)  # a later delivery makes its own file
+        self.assertEqual(len(self.files("new")), 2)
+

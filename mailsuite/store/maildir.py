@@ -603,3 +603,9 @@ class MaildirStore:
             if self._poller.running:
                 self._poller.stop()
             self._poller = None
+
+    def close(self) -> None:
+        """The server stops: stop the periodic check and give back the spare files. A
+        delivery still being written makes its own file if its spare was given back."""
+        self.stop()
+        self.committer.close()

@@ -464,6 +464,9 @@ class MemoryStore:
         self._uidvalidity += 1
         return self._uidvalidity
 
+    def close(self) -> None:
+        """Nothing is held open in memory."""
+
     def account(self, user: str) -> MemoryAccount:
         account = self._accounts_by_user.get(user)
         if account is None:
