@@ -108,11 +108,10 @@ def test_committer_prepares_a_spare_after_answering_and_the_next_delivery_uses_i
     folder = _folder(tmp_path / "inbox")
     _needs_tmpfile(folder)
     order = []
-    store = SimpleNamespace(reactor=_Synchronous(order), threadpool=_Synchronous(order),
-                            writer=MessageWriter(), dir_fsync=SharedDirectoryFsync(fsync_dir),
-                            settings=StoreSettings())
+    store = SimpleNamespace(reactor=_Synchronous(order), writer=MessageWriter(),
+                            dir_fsync=SharedDirectoryFsync(fsync_dir), settings=StoreSettings())
     store.writer._unnamed = True  # found out by _needs_tmpfile
-    committer = DeliveryCommitter(store)
+    committer = DeliveryCommitter(store, runner=_Synchronous(order))
     real_open = spares_module.open_unnamed
     monkeypatch.setattr(spares_module, "open_unnamed",
                         lambda path: (order.append("open"), real_open(path))[1])

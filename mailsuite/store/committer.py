@@ -3,7 +3,7 @@
 Mail from SMTP and the relay goes straight into ``new/`` (``MaildirAccount.deliver_incoming``).
 Each delivery used to take its own trip through the thread pool: its own fsyncs, and ten
 threads taking turns at the interpreter lock with the reactor thread (about 70 futex calls
-per message in the SMTP benchmark). Here one pool thread at a time takes every delivery
+per message in the SMTP benchmark). Here one thread takes every delivery
 waiting, writes them with ``MessageWriter.deliver_batch`` (one journal commit for the lot, each
 ``new/`` fsynced once), and hands all the results back to the reactor in one call. While it
 works, the next deliveries gather for the following batch, so the busier the server, the more
@@ -11,14 +11,19 @@ each commit carries; a lone delivery is a batch of one and waits for nobody. Whe
 empty, the thread makes the next unnamed file for each folder it just wrote to
 (``mailsuite.store.spares``), so that the next delivery does not wait for an inode.
 
+The batches run in the committer's own long-lived thread (:class:`CommitThread`) rather than in
+the reactor's thread pool: waking it is one put on a C queue, which measured 7 µs against 28 µs
+for the pool's dispatch here, and the reactor thread runs none of the pool's Python.
+
 Nothing is acknowledged early: a delivery's Deferred fires only after its file and its
 directory are fsynced, or fails with ``TemporaryStoreError`` (the SMTP client then retries).
 """
 
 from __future__ import annotations
 
+import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,18 +44,58 @@ class _Delivery:
     done: defer.Deferred[None] = field(default_factory=defer.Deferred)
 
 
+class CommitThread:
+    """One thread that runs the calls given to ``callInThread`` in order; started on first use,
+    ended by ``stop`` (which lets the call in progress finish)."""
+
+    log = Logger()
+
+    def __init__(self, name: str = "mailsuite-commit") -> None:
+        self._name = name
+        self._calls: queue.SimpleQueue[tuple[Callable[..., object], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue())
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # guards _thread
+
+    def callInThread(self, function: Callable[..., object], *args: Any) -> None:
+        with self._lock:
+            if self._thread is None:
+                # A daemon: an unfinished batch was never acknowledged, so exiting is safe.
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+        self._calls.put((function, args))
+
+    def _run(self) -> None:
+        while (call := self._calls.get()) is not None:
+            function, args = call
+            try:
+                function(*args)
+            except Exception:  # noqa: BLE001 - keep serving; the caller's own errors are its own
+                self.log.failure("commit thread call failed")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """End the thread once the calls given so far are done (waits at most ``timeout``)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._calls.put(None)
+            thread.join(timeout)
+
+
 class DeliveryCommitter:
     """Batches deliveries into ``new/``; see the module docstring.
 
-    ``store`` provides ``reactor``, ``threadpool``, ``writer``, ``dir_fsync`` and
-    ``settings.fsync`` (a ``MaildirStore``).
+    ``store`` provides ``reactor``, ``writer``, ``dir_fsync`` and ``settings.fsync`` (a
+    ``MaildirStore``). ``runner`` runs the batches (``callInThread``); by default a
+    :class:`CommitThread` of its own.
     """
 
     log = Logger()
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, runner: Any = None) -> None:
         self._store = store
-        self._lock = threading.Lock()  # guards _waiting and _draining (reactor and pool thread)
+        self._runner = runner if runner is not None else CommitThread()
+        self._lock = threading.Lock()  # guards _waiting and _draining (reactor and commit thread)
         self._waiting: list[_Delivery] = []
         self._draining = False
         self.spares = SpareFiles()
@@ -64,11 +109,11 @@ class DeliveryCommitter:
             start = not self._draining
             self._draining = True
         if start:
-            self._store.threadpool.callInThread(self._drain)
+            self._runner.callInThread(self._drain)
         return delivery.done
 
     def _drain(self) -> None:
-        """In a pool thread: write batches until nobody is waiting, then make spares."""
+        """In the commit thread: write batches until nobody is waiting, then make spares."""
         written: set[str] = set()  # folders written to since spares were last made
         while True:
             with self._lock:
@@ -100,7 +145,11 @@ class DeliveryCommitter:
         return outcomes
 
     def close(self) -> None:
-        """Give back the spare files (the store stops)."""
+        """The store stops: let the batch being written finish, end the thread, give back the
+        spare files."""
+        stop = getattr(self._runner, "stop", None)
+        if stop is not None:
+            stop()
         self.spares.close()
 
     def _report(self, batch: list[_Delivery], outcomes: list[BaseException | None]) -> None:

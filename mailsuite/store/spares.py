@@ -32,7 +32,7 @@ def open_unnamed(folder_dir: str) -> int:
 
 class SpareFiles:
     """At most ``limit`` open spare files, one per folder, the least recently used given up
-    first. ``take`` and ``prepare`` are called from pool threads, ``close`` from any thread."""
+    first. ``take`` and ``prepare`` are called from the commit thread, ``close`` from any thread."""
 
     def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
         self._limit = limit
