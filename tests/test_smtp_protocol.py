@@ -5,6 +5,7 @@ from __future__ import annotations
 from test_smtp_support import (
     ALICE,
     BOB,
+    FakeTLSTransport,
     connect,
     has_reply,
     inbox,
@@ -12,7 +13,9 @@ from test_smtp_support import (
     make_context,
     make_factory,
 )
-from twisted.internet import task
+from twisted.internet import defer, error, task
+from twisted.internet.address import IPv4Address
+from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from mailsuite.errors import TemporaryStoreError
@@ -64,6 +67,17 @@ class GreetingTests(MXTestBase):
 
     def test_connect_is_logged(self) -> None:
         self.assertEqual(self.ctx.maillog.of("connect")[0]["client"], "192.0.2.10")
+
+    def test_connect_is_logged_after_the_greeting_is_written(self) -> None:
+        address = IPv4Address("TCP", "192.0.2.11", 40001)
+        transport = FakeTLSTransport(peerAddress=address)
+        written_when_logged: list[bytes] = []
+        log = self.ctx.maillog.log
+        self.ctx.maillog.log = lambda event, **fields: (  # type: ignore[method-assign]
+            written_when_logged.append(transport.value()), log(event, **fields))
+        self.factory.buildProtocol(address).makeConnection(transport)
+        self.assertEqual(len(written_when_logged), 1)
+        self.assertTrue(written_when_logged[0].startswith(b"220 mx.example.test ESMTP"))
 
 
 class SimpleVerbTests(MXTestBase):
@@ -190,6 +204,28 @@ class DeliveryTests(MXTestBase):
         [entry] = self.ctx.maillog.of("accepted")
         self.assertEqual((entry["sender"], entry["recipients"]), ("sender@remote.test", [ALICE]))
         self.assertEqual(entry["size"], len(MESSAGE))
+
+    def test_accepted_is_logged_once_the_250_is_written(self) -> None:
+        """The client does not wait for the log line."""
+        order: list[str] = []
+        write, log = self.client.transport.write, self.ctx.maillog.log
+        self.client.transport.write = lambda data: (order.append(data[:3].decode()), write(data))  # type: ignore[method-assign]
+        self.ctx.maillog.log = lambda event, **fields: (order.append(event), log(event, **fields))  # type: ignore[method-assign]
+        self.transaction()
+        order.clear()
+        self.client.send(MESSAGE + ".\r\n")
+        self.assertEqual(order, ["250", "accepted"])
+
+    def test_accepted_is_logged_when_the_client_leaves_before_the_250(self) -> None:
+        pending: defer.Deferred[None] = defer.Deferred()
+        self.ctx.store.account(ALICE).deliver = lambda *a, **k: pending  # type: ignore[method-assign]
+        self.transaction()
+        self.client.send(MESSAGE + ".\r\n")
+        self.client.protocol.connectionLost(Failure(error.ConnectionDone()))
+        self.assertEqual(self.ctx.maillog.of("accepted"), [])
+        pending.callback(None)
+        [entry] = self.ctx.maillog.of("accepted")
+        self.assertEqual(entry["recipients"], [ALICE])
 
     def test_second_transaction_on_same_connection(self) -> None:
         self.transaction()

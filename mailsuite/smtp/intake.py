@@ -11,6 +11,7 @@ twice, which SMTP's at-least-once delivery allows; losing mail it does not).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from twisted.internet import defer
@@ -116,7 +117,9 @@ class MessageIntake:
                 self._log_rejected(session, envelope, queue_id, "spool unavailable")
                 return replies.QUEUE_UNAVAILABLE if ctx.spool is None else replies.TEMPORARY_FAILURE
         shown_id = spool_id or queue_id
-        ctx.maillog.log(
+        # Logged once the 250 is on its way: the client need not wait for the log line.
+        session.after_reply.append(partial(
+            ctx.maillog.log,
             "accepted",
             id=shown_id,
             client=session.peer_ip,
@@ -126,7 +129,7 @@ class MessageIntake:
             size=size,
             delivered=len(delivered),
             queued=len(to_spool),
-        )
+        ))
         session.messages += 1
         return replies.QUEUED.with_text(f"Ok: queued as {shown_id}")
 

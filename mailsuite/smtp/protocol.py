@@ -114,11 +114,11 @@ class SMTPServerProtocol(AuthCommands, MailCommands, Protocol):
         clock = self.server.ctx.reactor
         self._idle_call = clock.callLater(self.settings.idle_timeout, self._idle_timeout)
         self._session_call = clock.callLater(self.settings.session_timeout, self._session_timeout)
+        self._send(Reply(220, None, f"{self.server.hostname} ESMTP mailsuite"))
+        self._flush()  # the client's clock runs from here: the log line can follow
         self.server.ctx.maillog.log(
             "connect", client=self.session.peer_ip, role=self.session.role, tls=self.session.tls
         )
-        self._send(Reply(220, None, f"{self.server.hostname} ESMTP mailsuite"))
-        self._flush()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._closing = True
@@ -128,6 +128,7 @@ class SMTPServerProtocol(AuthCommands, MailCommands, Protocol):
         self._idle_call = self._session_call = None
         self._buffer = b""
         self._reset_transaction()  # a message being received lets its memory go now
+        self._run_after_reply()
         self.server.connection_closed(self)
 
     def _idle_timeout(self) -> None:
@@ -272,6 +273,7 @@ class SMTPServerProtocol(AuthCommands, MailCommands, Protocol):
     def _resume(self, reply: Reply) -> None:
         self._busy = False
         if self._closing:
+            self._run_after_reply()  # nobody to answer; the log line is still due
             return
         self._answer(reply)
         if not self._processing:
@@ -299,6 +301,13 @@ class SMTPServerProtocol(AuthCommands, MailCommands, Protocol):
         if self._out:
             out, self._out = self._out, []
             write_now(self.transport, b"".join(out) if len(out) > 1 else out[0])
+        if self.session.after_reply:
+            self._run_after_reply()
+
+    def _run_after_reply(self) -> None:
+        work, self.session.after_reply = self.session.after_reply, []
+        for call in work:
+            call()
 
     # --- HELO / EHLO -----------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ end of DATA/BDAT replace it with a fresh one (RFC 5321 4.1.1.5, RFC 3207 4.2).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailsuite.interfaces import Resolution
@@ -29,6 +30,9 @@ class Session:
     user: str | None = None  # canonical address after AUTH
     errors: int = 0
     messages: int = 0  # messages accepted on this connection
+    # Work that need not hold up the client (the mail log line of an accepted message): run
+    # once the replies queued so far are written, or when the connection is lost.
+    after_reply: list[Callable[[], object]] = field(default_factory=list)
 
     @property
     def requires_auth(self) -> bool:
