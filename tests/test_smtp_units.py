@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unittest
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mailsuite.accounts import MemoryAccounts
@@ -156,6 +156,54 @@ class DotReaderTests(unittest.TestCase):
                 "Message refused: line longer than 18 octets"))
         else:
             self.assertIsNone(refusal)
+
+
+class MessageBodyCheckTests(unittest.TestCase):
+    """MessageBody's checks give the verdict of a plain whole-message reference, however the
+    content is cut into reads."""
+
+    @staticmethod
+    def reference(content: bytes, max_line: int) -> set[str]:
+        faults = set()
+        if content.count(b"\r") != content.count(b"\r\n") or (
+            content.count(b"\n") != content.count(b"\r\n")
+        ):
+            faults.add("bare")
+        # Octets before each LF, the CR included; the last line as it stands.
+        if any(len(line) > max_line for line in content.split(b"\n")):
+            faults.add("long")
+        return faults
+
+    @given(
+        st.lists(st.sampled_from([b"a", b"\r", b"\n", b"\r\n", b"aaaaa"]), max_size=40),
+        st.lists(st.integers(min_value=0, max_value=80), max_size=6),
+    )
+    @example(parts=[b"aaaaa", b"aa", b"\r\n"], cuts=[8])  # 8 octets; read ends at the CR
+    @example(parts=[b"a", b"\r\n", b"aaaaa", b"aa", b"\r\n"], cuts=[11])  # the same, 2nd line
+    @example(parts=[b"aaaaa", b"a", b"\r\n"], cuts=[7])  # 7 octets: allowed
+    @example(parts=[b"a", b"\r", b"a"], cuts=[2])  # bare CR at the end of a read
+    @settings(max_examples=500, deadline=None)
+    def test_verdict_matches_the_reference_for_any_reads(
+        self, parts: list[bytes], cuts: list[int]
+    ) -> None:
+        content = b"".join(parts)
+        points = sorted({min(c, len(content)) for c in cuts})
+        pieces = [content[a:b] for a, b in zip([0, *points], [*points, len(content)]) if b > a]
+        body = MessageBody(10_000, 8, 50)  # lines of at most 7 octets before the LF
+        for piece in pieces:
+            body.add(piece)
+        refusal = body.finish()
+        faults = self.reference(content, 7)
+        if not faults:
+            self.assertIsNone(refusal)
+        elif faults == {"bare"}:
+            self.assertIs(refusal, replies.BARE_NEWLINE_IN_DATA)
+        elif faults == {"long"}:
+            self.assertEqual(refusal, replies.DATA_LINE_TOO_LONG.with_text(
+                "Message refused: line longer than 6 octets"))
+        else:  # both: whichever was met first refuses it
+            self.assertIn(refusal.code, (554,))
+            self.assertEqual(refusal.enhanced, "5.6.0")
 
 
 class PolicyTests(unittest.TestCase):
