@@ -110,15 +110,20 @@ class RemoteAgent:
             dest = self._destinations[key] = _Destination(key)
         d: defer.Deferred[dict[str, Outcome]] = defer.Deferred()
         dest.jobs.append((job, d))
-        if dest.wake_one():
-            return d
+        if not dest.wake_one():
+            self._staff(dest)
+        return d
+
+    def _staff(self, dest: _Destination) -> None:
+        """Start a worker for ``dest`` if it has more jobs than workers (within the limit)."""
+        if self._stopping:
+            return
         if dest.workers < self.settings.max_per_destination and dest.workers < len(dest.jobs):
             dest.workers += 1
             worker = defer.Deferred.fromCoroutine(self._worker(dest))
             if not worker.called:
                 self._workers.add(worker)
                 worker.addBoth(lambda _: self._workers.discard(worker))
-        return d
 
     def stop(self) -> defer.Deferred[None]:
         """Stop: no new transactions; those in flight get ``stop_grace`` seconds to finish
@@ -228,7 +233,11 @@ class RemoteAgent:
             if holding:
                 self._connections.release()
             dest.workers -= 1
-            if not dest.jobs and dest.workers == 0:
+            if dest.jobs:
+                # Jobs queued while this worker was closing its connection found every
+                # worker busy and started none: they would wait here forever.
+                self._staff(dest)
+            elif dest.workers == 0:
                 self._destinations.pop(dest.key, None)
 
     def forget_failures(self) -> None:
