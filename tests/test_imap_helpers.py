@@ -297,6 +297,6 @@ class LiveServer:
     def stop(self) -> Any:
         from twisted.internet import defer
 
-        self.store.stop() if hasattr(self.store, "stop") else None
+        self.store.close()
         return defer.gatherResults([defer.maybeDeferred(self.plain_port.stopListening),
                                     defer.maybeDeferred(self.tls_port.stopListening)])

@@ -106,6 +106,7 @@ class Pop3Server:
             if self.ctx.pop3_sessions.connections == 0:
                 break
             await task.deferLater(reactor, 0.01, lambda: None)
+        self.store.close()
 
     def client_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.ca)

@@ -55,6 +55,7 @@ class E2EBase(unittest.TestCase):
         accounts.add_user(ALICE, PASSWORD)
         accounts.add_user(BOB, PASSWORD)
         store = MaildirStore(self.dir / "mail", StoreSettings(fsync=True), accounts, reactor)
+        self.addCleanup(store.close)
         settings = SmtpSettings()
         self.ctx = ServerContext(
             config=SimpleNamespace(smtp=settings, hostname="mx.example.test"),

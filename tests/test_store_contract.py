@@ -753,5 +753,5 @@ class MaildirStoreContractTests(StoreContract, unittest.TestCase):
         from mailsuite.store.settings import StoreSettings
 
         store = MaildirStore(Path(self.mktemp()), StoreSettings(), accounts, reactor)
-        self.addCleanup(store.stop)
+        self.addCleanup(store.close)
         return store

@@ -105,7 +105,7 @@ class CrashTests(unittest.TestCase):
 
     def setUp(self):
         self.store = MaildirStore(self.root, StoreSettings(), None, reactor)
-        self.addCleanup(self.store.stop)
+        self.addCleanup(self.store.close)
 
     def _files(self) -> list[Path]:
         return [p for sub in ("new", "cur") for p in (self.maildir / sub).iterdir()]
@@ -135,7 +135,7 @@ class TwoProcessUidTests(unittest.TestCase):
     def test_concurrent_processes_get_unique_ascending_uids(self):
         root = Path(self.mktemp())
         store = MaildirStore(root, StoreSettings(), None, reactor)
-        self.addCleanup(store.stop)
+        self.addCleanup(store.close)
         store.account(USER)
         maildir = root / "example.test" / "crash"
         count = 150

@@ -83,7 +83,7 @@ class DovecotInteropTests(unittest.TestCase):
 
     def new_store(self):
         store = MaildirStore(self.root / "mail", StoreSettings(fsync=False), None, reactor)
-        self.addCleanup(store.stop)
+        self.addCleanup(store.close)
         return store
 
     def dovecot(self, *commands: str) -> str:

@@ -42,7 +42,7 @@ class MaildirTestCase(unittest.TestCase):
     def new_store(self, **kwargs):
         settings = kwargs.pop("settings", StoreSettings())
         store = MaildirStore(self.root, settings, kwargs.pop("accounts", None), reactor, **kwargs)
-        self.addCleanup(store.stop)
+        self.addCleanup(store.close)
         return store
 
     def open(self, account=None, name=INBOX, readonly=False):

@@ -47,7 +47,7 @@ class MuttTests(unittest.TestCase):
     def setUp(self):
         self.root = Path(self.mktemp())
         self.store = MaildirStore(self.root, StoreSettings(), None, reactor)
-        self.addCleanup(self.store.stop)
+        self.addCleanup(self.store.close)
         self.account = self.store.account(USER)
         self.maildir = self.root / "example.test" / "alice"
 
