@@ -55,7 +55,8 @@ class CommitThread:
         self._calls: queue.SimpleQueue[tuple[Callable[..., object], tuple[Any, ...]] | None] = (
             queue.SimpleQueue())
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()  # guards _thread
+        # Guards _thread, and orders each call against stop's end marker in the queue.
+        self._lock = threading.Lock()
 
     def callInThread(self, function: Callable[..., object], *args: Any) -> None:
         with self._lock:
@@ -63,7 +64,7 @@ class CommitThread:
                 # A daemon: an unfinished batch was never acknowledged, so exiting is safe.
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
-        self._calls.put((function, args))
+            self._calls.put((function, args))
 
     def _run(self) -> None:
         while (call := self._calls.get()) is not None:
@@ -77,8 +78,9 @@ class CommitThread:
         """End the thread once the calls given so far are done (waits at most ``timeout``)."""
         with self._lock:
             thread, self._thread = self._thread, None
+            if thread is not None:
+                self._calls.put(None)
         if thread is not None:
-            self._calls.put(None)
             thread.join(timeout)
 
 
