@@ -34,9 +34,9 @@ class _Session:
         await done
 
 
-def _job(n: int) -> DeliveryJob:
+def _job(n: int, domain: str = "far.test") -> DeliveryJob:
     item = QueueItem(id=f"q{n}", sender="alice@a.test",
-                     recipients=[RecipientState(f"bob{n}@far.test")], created=0.0, next_attempt=0.0)
+                     recipients=[RecipientState(f"bob{n}@{domain}")], created=0.0, next_attempt=0.0)
     return DeliveryJob(item, tuple(item.recipients), b"Subject: x\r\n\r\nx\r\n")
 
 
@@ -67,7 +67,7 @@ def test_a_job_queued_while_the_only_worker_closes_its_connection_is_still_sent(
     assert [o.result for o in second.result.values()] == [Result.DONE]
 
 
-def test_no_worker_is_started_while_the_agent_stops() -> None:
+def test_jobs_are_answered_while_the_agent_stops() -> None:
     sent: list[str] = []
     quitting: list[defer.Deferred[None]] = []
     agent = _agent(sent, quitting)
@@ -75,5 +75,9 @@ def test_no_worker_is_started_while_the_agent_stops() -> None:
     waiting = agent.deliver(_job(2))
     stopped = agent.stop()  # queued jobs are answered at once, transiently
     assert [o.result for o in waiting.result.values()] == [Result.TRANSIENT]
+    # Given while the agent stops, for a destination with no worker: answered, not left waiting.
+    late = agent.deliver(_job(3, "other.test"))
+    assert late.called
+    assert [o.result for o in late.result.values()] == [Result.TRANSIENT]
     quitting[0].callback(None)
     assert sent == ["q1"] and stopped.called

@@ -115,9 +115,8 @@ class RemoteAgent:
         return d
 
     def _staff(self, dest: _Destination) -> None:
-        """Start a worker for ``dest`` if it has more jobs than workers (within the limit)."""
-        if self._stopping:
-            return
+        """Start a worker for ``dest`` if it has more jobs than workers (within the limit).
+        (While the agent stops, a new worker answers its jobs "shutting down" at once.)"""
         if dest.workers < self.settings.max_per_destination and dest.workers < len(dest.jobs):
             dest.workers += 1
             worker = defer.Deferred.fromCoroutine(self._worker(dest))
