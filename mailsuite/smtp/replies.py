@@ -23,8 +23,10 @@ class Reply:
 
     def encode(self) -> bytes:
         """The reply as it goes on the wire, every line ending in CRLF."""
-        lines = self.text.split("\n")
         prefix = f"{self.enhanced} " if self.enhanced else ""
+        if "\n" not in self.text:  # nearly every reply: one line
+            return f"{self.code} {prefix}{self.text}\r\n".encode()
+        lines = self.text.split("\n")
         out = []
         last = len(lines) - 1
         for i, line in enumerate(lines):
