@@ -1,12 +1,21 @@
-"""The committer's own thread (mailsuite.store.committer.CommitThread)."""
+"""The committer's own thread (mailsuite.store.committer.CommitThread), and the committer
+going on after a bug in its thread."""
 
 from __future__ import annotations
 
+import os
 import threading
+from types import SimpleNamespace
 
+import pytest
 from twisted.logger import globalLogPublisher
 
-from mailsuite.store.committer import CommitThread
+from mailsuite.errors import TemporaryStoreError
+from mailsuite.store.committer import CommitThread, DeliveryCommitter
+from mailsuite.store.dirsync import SharedDirectoryFsync
+from mailsuite.store.settings import StoreSettings
+from mailsuite.store.spares import open_unnamed
+from mailsuite.store.writer import MessageWriter, fsync_dir
 
 
 def test_calls_run_in_order_in_one_other_thread() -> None:
@@ -69,3 +78,73 @@ def test_a_stopped_runner_starts_again_when_given_work() -> None:
     runner.callInThread(done.set)
     assert done.wait(30)
     runner.stop()
+
+
+def _committer(tmp_path) -> tuple[DeliveryCommitter, str, list[dict]]:
+    """A committer on a real folder with its own thread; results come back in that thread."""
+    folder = tmp_path / "inbox"
+    for sub in ("tmp", "new", "cur"):
+        (folder / sub).mkdir(parents=True)
+    store = SimpleNamespace(reactor=SimpleNamespace(callFromThread=lambda f, *a: f(*a)),
+                            writer=MessageWriter(), dir_fsync=SharedDirectoryFsync(fsync_dir),
+                            settings=StoreSettings())
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    return DeliveryCommitter(store), str(folder), events
+
+
+def _outcome(d) -> object:
+    """Wait (bounded) for the Deferred ``d`` fired from the commit thread; its result."""
+    done = threading.Event()
+    results: list[object] = []
+    d.addBoth(lambda r: (results.append(r), done.set()))
+    assert done.wait(30), "the delivery was never answered"
+    return results[0]
+
+
+def test_a_bug_while_making_spares_does_not_stop_later_deliveries(tmp_path) -> None:
+    committer, folder, events = _committer(tmp_path)
+    real_prepare, calls = committer.spares.prepare, []
+
+    def prepare_once_broken(folders) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("bug")
+        real_prepare(folders)
+
+    committer.spares.prepare = prepare_once_broken  # type: ignore[method-assign]
+    try:
+        try:  # spares are made only where unnamed files exist
+            os.close(open_unnamed(folder))
+        except OSError:
+            pytest.skip("this file system has no O_TMPFILE")
+        committer._store.writer._unnamed = True  # as a first delivery would find out
+        assert _outcome(committer.deliver(folder, [b"Subject: 1\r\n\r\n1\r\n"], "1.M1")) is None
+        # The broken spare-making happens right after; the next delivery must still be written.
+        assert _outcome(committer.deliver(folder, [b"Subject: 2\r\n\r\n2\r\n"], "2.M1")) is None
+    finally:
+        committer.close()
+        globalLogPublisher.removeObserver(events.append)
+    assert sorted(os.listdir(os.path.join(folder, "new"))) == ["1.M1", "2.M1"]
+
+
+def test_a_bug_while_committing_fails_the_batch_and_the_next_one_is_written(tmp_path) -> None:
+    committer, folder, events = _committer(tmp_path)
+    real_commit, calls = committer._commit, []
+
+    def commit_once_broken(batch):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("bug")
+        return real_commit(batch)
+
+    committer._commit = commit_once_broken  # type: ignore[method-assign]
+    try:
+        first = _outcome(committer.deliver(folder, [b"Subject: 1\r\n\r\n1\r\n"], "1.M1"))
+        assert first.check(TemporaryStoreError)  # type: ignore[attr-defined]  # the client retries
+        assert _outcome(committer.deliver(folder, [b"Subject: 2\r\n\r\n2\r\n"], "2.M1")) is None
+    finally:
+        committer.close()
+        globalLogPublisher.removeObserver(events.append)
+    assert os.listdir(os.path.join(folder, "new")) == ["2.M1"]
+    assert any(e.get("log_format") == "commit thread call failed" for e in events)

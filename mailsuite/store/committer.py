@@ -117,20 +117,33 @@ class DeliveryCommitter:
     def _drain(self) -> None:
         """In the commit thread: write batches until nobody is waiting, then make spares."""
         written: set[str] = set()  # folders written to since spares were last made
-        while True:
+        batch: list[_Delivery] = []
+        try:
+            while True:
+                with self._lock:
+                    batch, self._waiting = self._waiting, []
+                    if not batch and not written:
+                        self._draining = False
+                        return
+                if not batch:  # answered already: the clients are not waiting for this
+                    if self._store.writer.uses_unnamed_files:
+                        self.spares.prepare(written)
+                    written.clear()
+                    continue
+                outcomes = self._commit(batch)
+                self._store.reactor.callFromThread(self._report, batch, outcomes)
+                written.update(d.folder_dir for d in batch)
+                batch = []
+        except Exception as exc:
+            # A bug here must not leave this batch, or every later delivery, waiting for a
+            # drain that never comes: fail the batch (the clients retry) and start again.
             with self._lock:
-                batch, self._waiting = self._waiting, []
-                if not batch and not written:
-                    self._draining = False
-                    return
-            if not batch:  # answered already: the clients are not waiting for this
-                if self._store.writer.uses_unnamed_files:
-                    self.spares.prepare(written)
-                written.clear()
-                continue
-            outcomes = self._commit(batch)
-            self._store.reactor.callFromThread(self._report, batch, outcomes)
-            written.update(d.folder_dir for d in batch)
+                self._draining = restart = bool(self._waiting)
+            if batch:
+                self._store.reactor.callFromThread(self._report, batch, [exc] * len(batch))
+            if restart:
+                self._runner.callInThread(self._drain)
+            raise  # the runner logs it
 
     def _commit(self, batch: list[_Delivery]) -> list[BaseException | None]:
         store = self._store
