@@ -13,6 +13,7 @@ from twisted.logger import globalLogPublisher
 from mailsuite.errors import TemporaryStoreError
 from mailsuite.store.committer import CommitThread, DeliveryCommitter
 from mailsuite.store.dirsync import SharedDirectoryFsync
+from mailsuite.store.name_durability import NameDurability
 from mailsuite.store.settings import StoreSettings
 from mailsuite.store.spares import open_unnamed
 from mailsuite.store.writer import MessageWriter, fsync_dir
@@ -80,14 +81,16 @@ def test_a_stopped_runner_starts_again_when_given_work() -> None:
     runner.stop()
 
 
-def _committer(tmp_path) -> tuple[DeliveryCommitter, str, list[dict]]:
+def _committer(
+    tmp_path, settings: StoreSettings | None = None, dir_fsync=fsync_dir
+) -> tuple[DeliveryCommitter, str, list[dict]]:
     """A committer on a real folder with its own thread; results come back in that thread."""
     folder = tmp_path / "inbox"
     for sub in ("tmp", "new", "cur"):
         (folder / sub).mkdir(parents=True)
     store = SimpleNamespace(reactor=SimpleNamespace(callFromThread=lambda f, *a: f(*a)),
-                            writer=MessageWriter(), dir_fsync=SharedDirectoryFsync(fsync_dir),
-                            settings=StoreSettings())
+                            writer=MessageWriter(), dir_fsync=SharedDirectoryFsync(dir_fsync),
+                            settings=settings or StoreSettings())
     events: list[dict] = []
     globalLogPublisher.addObserver(events.append)
     return DeliveryCommitter(store), str(folder), events
@@ -148,3 +151,35 @@ def test_a_bug_while_committing_fails_the_batch_and_the_next_one_is_written(tmp_
         globalLogPublisher.removeObserver(events.append)
     assert os.listdir(os.path.join(folder, "new")) == ["2.M1"]
     assert any(e.get("log_format") == "commit thread call failed" for e in events)
+
+
+@pytest.mark.parametrize(("mode", "file_system", "fsyncs_new"), [
+    ("auto", "ext4", False), ("auto", "tmpfs", True), ("always", "ext4", True)])
+def test_the_directory_fsync_follows_the_setting_and_the_file_system(
+    tmp_path, mode, file_system, fsyncs_new
+) -> None:
+    """``[store] directory_fsync``: "auto" leaves out the fsync of ``new/`` on a file system whose
+    file fsync covers the new name, "always" never does."""
+    synced: list[str] = []
+
+    def recorded_fsync_dir(path: str) -> None:
+        synced.append(path)
+        fsync_dir(path)
+
+    committer, folder, events = _committer(
+        tmp_path, StoreSettings(directory_fsync=mode), recorded_fsync_dir)
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(f"27 1 254:0 / / rw - {file_system} /dev/vda rw\n")
+    committer.name_durability = NameDurability(mode, str(mountinfo))
+    try:
+        for n in range(3):  # the first finds out about O_TMPFILE and syncs new/ in any case
+            assert _outcome(committer.deliver(folder, [b"Subject: %d\r\n\r\n" % n], f"{n}.M1")) \
+                is None
+    finally:
+        committer.close()
+        globalLogPublisher.removeObserver(events.append)
+    if not committer._store.writer.uses_unnamed_files:
+        pytest.skip("this file system has no O_TMPFILE: every delivery renames")
+    new_dir = os.path.join(folder, "new")
+    assert synced == [new_dir] * (3 if fsyncs_new else 1)
+    assert sorted(os.listdir(new_dir)) == ["0.M1", "1.M1", "2.M1"]

@@ -342,6 +342,72 @@ def test_batch_writes_all_then_links_all_then_fsyncs_all(tmp_path, monkeypatch):
     assert os.listdir(tmp_path / "tmp") == []
 
 
+def _probed_writer(writer_module, folder):
+    """A writer that has found O_TMPFILE working (the batch path), or a skip."""
+    writer = writer_module.MessageWriter()
+    writer.deliver(folder, [b"probe\r\n"], "0.M0", "new", True, None, False)
+    if writer._unnamed is not True:
+        pytest.skip("no O_TMPFILE here")
+    return writer
+
+
+def test_batch_into_a_directory_the_file_fsync_covers_fsyncs_only_the_files(
+    tmp_path, monkeypatch
+):
+    """Where a file's fsync makes its new name durable (NameDurability), the directory is not
+    fsynced; every file still is, after its link."""
+    from mailsuite.store import writer as writer_module
+
+    folder = _folder(tmp_path)
+    writer = _probed_writer(writer_module, folder)
+    if not writer_module.writeout._sync_file_range:
+        pytest.skip("no sync_file_range here")
+    calls = _record_durability_calls(monkeypatch, writer_module)
+    new_dir = os.path.join(folder, "new")
+    asked = []
+    items = [(folder, [b"m%d\r\n" % n], f"{n + 1}.M1", "new") for n in range(2)]
+    results = writer.deliver_batch(
+        items, True, lambda path: calls.append(f"sync {path}"),
+        file_fsync_covers_name=lambda path: asked.append(path) or True)
+    assert results == [None, None]
+    assert asked == [new_dir]
+    assert calls == ["write_out", "link", "write_out", "link", "fsync", "fsync"]
+    assert sorted(os.listdir(new_dir)) == ["0.M0", "1.M1", "2.M1"]
+
+
+def test_batch_without_sync_file_range_fsyncs_after_the_link_where_the_directory_is_skipped(
+    tmp_path, monkeypatch
+):
+    """fdatasync before the link made the data durable, not the name: with no fsync of the
+    directory, the file is fsynced after its link as well."""
+    from mailsuite.store import writer as writer_module
+
+    folder = _folder(tmp_path)
+    writer = _probed_writer(writer_module, folder)
+    monkeypatch.setattr(writer_module.writeout, "_sync_file_range", None)
+    calls = _record_durability_calls(monkeypatch, writer_module)
+    results = writer.deliver_batch([(folder, [b"m\r\n"], "1.M1", "new")], True,
+                                   lambda path: calls.append("sync"),
+                                   file_fsync_covers_name=lambda path: True)
+    assert results == [None]
+    assert calls == ["write_out", "fdatasync", "link", "fsync"]
+
+
+def test_batch_keeps_the_directory_fsync_for_a_file_delivered_the_classic_way(tmp_path):
+    """The first delivery of a writer finds out whether O_TMPFILE works, through ``deliver``,
+    which may rename a named tmp/ file after its fsync: its directory is fsynced whatever the
+    file system."""
+    from mailsuite.store import writer as writer_module
+
+    folder = _folder(tmp_path)
+    synced = []
+    results = writer_module.MessageWriter().deliver_batch(
+        [(folder, [b"m%d\r\n" % n], f"{n}.M1", "new") for n in range(2)], True,
+        synced.append, file_fsync_covers_name=lambda path: True)
+    assert results == [None, None]
+    assert synced == [os.path.join(folder, "new")]
+
+
 def test_write_chunks_writes_every_byte_in_order_through_short_writes(tmp_path, monkeypatch):
     """writev may take less than it is given; what it leaves is written next, in order, and
     more chunks than one writev takes (IOV_MAX) are fine."""

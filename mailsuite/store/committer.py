@@ -3,11 +3,12 @@
 Mail from SMTP and the relay goes straight into ``new/`` (``MaildirAccount.deliver_incoming``).
 Each delivery used to take its own trip through the thread pool: its own fsyncs, and ten
 threads taking turns at the interpreter lock with the reactor thread (about 70 futex calls
-per message in the SMTP benchmark). Here one thread takes every delivery
-waiting, writes them with ``MessageWriter.deliver_batch`` (one journal commit for the lot, each
-``new/`` fsynced once), and hands all the results back to the reactor in one call. While it
-works, the next deliveries gather for the following batch, so the busier the server, the more
-each commit carries; a lone delivery is a batch of one and waits for nobody. When the queue is
+per message in the SMTP benchmark). Here one thread takes every delivery waiting, writes them
+with ``MessageWriter.deliver_batch`` (one journal commit for the lot, each ``new/`` fsynced once,
+or not at all where the files' own fsyncs make their names durable:
+``mailsuite.store.name_durability``), and hands all the results back to the reactor in one call.
+While it works, the next deliveries gather for the following batch, so the busier the server, the
+more each commit carries; a lone delivery is a batch of one and waits for nobody. When the queue is
 empty, the thread makes the next unnamed file for each folder it just wrote to
 (``mailsuite.store.spares``), so that the next delivery does not wait for an inode.
 
@@ -15,8 +16,8 @@ The batches run in the committer's own long-lived thread (:class:`CommitThread`)
 the reactor's thread pool: waking it is one put on a C queue, which measured 7 µs against 28 µs
 for the pool's dispatch here, and the reactor thread runs none of the pool's Python.
 
-Nothing is acknowledged early: a delivery's Deferred fires only after its file and its
-directory are fsynced, or fails with ``TemporaryStoreError`` (the SMTP client then retries).
+Nothing is acknowledged early: a delivery's Deferred fires only after its file and its name are
+durable, or fails with ``TemporaryStoreError`` (the SMTP client then retries).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mailsuite.errors import TemporaryStoreError
+from mailsuite.store.name_durability import NameDurability
 from mailsuite.store.spares import SpareFiles
 from mailsuite.store.writer import sync_directory
 
@@ -87,9 +89,9 @@ class CommitThread:
 class DeliveryCommitter:
     """Batches deliveries into ``new/``; see the module docstring.
 
-    ``store`` provides ``reactor``, ``writer``, ``dir_fsync`` and ``settings.fsync`` (a
-    ``MaildirStore``). ``runner`` runs the batches (``callInThread``); by default a
-    :class:`CommitThread` of its own.
+    ``store`` provides ``reactor``, ``writer``, ``dir_fsync``, ``settings.fsync`` and
+    ``settings.directory_fsync`` (a ``MaildirStore``). ``runner`` runs the batches
+    (``callInThread``); by default a :class:`CommitThread` of its own.
     """
 
     log = Logger()
@@ -101,6 +103,7 @@ class DeliveryCommitter:
         self._waiting: list[_Delivery] = []
         self._draining = False
         self.spares = SpareFiles()
+        self.name_durability = NameDurability(store.settings.directory_fsync)
         self.batches = 0  # how many batches were written (tests, monitoring)
 
     def deliver(self, folder_dir: str, chunks: Sequence[bytes], filename: str) -> defer.Deferred[None]:
@@ -153,6 +156,7 @@ class DeliveryCommitter:
                 store.settings.fsync,
                 lambda path: sync_directory(path, store.dir_fsync.sync),
                 self.spares.take,
+                self.name_durability.covers,
             ))
         except Exception as exc:  # noqa: BLE001 - a bug must fail these deliveries, not hang them
             outcomes = [exc] * len(batch)

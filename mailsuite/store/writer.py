@@ -115,13 +115,16 @@ class MessageWriter:
         fsync: bool,
         sync_dir: Callable[[str], None] = sync_directory,
         open_unnamed: Callable[[str], int] = spares.open_unnamed,
+        file_fsync_covers_name: Callable[[str], bool] = lambda directory: False,
     ) -> list[TemporaryStoreError | None]:
         """Write several messages ``(folder_dir, chunks, filename, subdir)`` so that they share
         one journal commit, and fsync their directories. Every file is written and its
         write-out started, then each is written out and linked; then each directory is synced
         with ``sync_dir`` (ext4 commits the journal for a directory: the names, sizes and
         blocks of the whole batch at once), and last each file is fsynced, which finds its
-        inode committed already. ``open_unnamed(folder_dir)`` gives each item its unnamed file
+        inode committed already. A directory for which ``file_fsync_covers_name`` is True
+        (``NameDurability.covers``) is not synced: every file linked into it is fsynced after
+        its link instead. ``open_unnamed(folder_dir)`` gives each item its unnamed file
         (``SpareFiles.take`` hands out one made in advance). Returns each item's outcome: None,
         or the TemporaryStoreError that stopped it (the others go on)."""
         results: list[TemporaryStoreError | None] = [None] * len(items)
@@ -151,16 +154,20 @@ class MessageWriter:
                         writeout.start(fd)
                 except OSError as exc:
                     results[i] = _write_error(exc)
-            unsynced = []
+            linked = []  # (item index, fd, target, fdatasynced before the link)
             for i, fd, target in opened:
                 if results[i] is None:
                     results[i], synced = self._write_out_and_link(fd, target, fsync)
-                    if not synced:
-                        unsynced.append((i, fd, target))
+                    linked.append((i, fd, target, synced))
             if fsync:
-                self._sync_dirs(items, results, sync_dir)
-                for i, fd, target in unsynced:
-                    if results[i] is None:
+                # The item delivered on its own above counts on its directory's fsync.
+                own = {os.path.join(items[i][0], items[i][3]) for i in range(start)}
+                unsynced_dirs = self._sync_dirs(
+                    items, results, sync_dir,
+                    lambda path: path not in own and file_fsync_covers_name(path))
+                for i, fd, target, synced in linked:
+                    if results[i] is None and (
+                            not synced or os.path.dirname(target) in unsynced_dirs):
                         try:
                             os.fsync(fd)
                         except OSError as exc:
@@ -176,18 +183,25 @@ class MessageWriter:
         items: Sequence[tuple[str, Sequence[bytes], str, str]],
         results: list[TemporaryStoreError | None],
         sync_dir: Callable[[str], None],
-    ) -> None:
-        """fsync each directory the batch's good items went into; its failure is theirs."""
+        file_fsync_covers_name: Callable[[str], bool] = lambda directory: False,
+    ) -> set[str]:
+        """fsync each directory the batch's good items went into; its failure is theirs.
+        Returns the directories left unsynced because ``file_fsync_covers_name`` said so."""
         dirs: dict[str, list[int]] = {}
         for i, (folder_dir, _, _, subdir) in enumerate(items):
             if results[i] is None:
                 dirs.setdefault(os.path.join(folder_dir, subdir), []).append(i)
+        covered = set()
         for path, members in dirs.items():
+            if file_fsync_covers_name(path):
+                covered.add(path)
+                continue
             try:
                 sync_dir(path)
             except TemporaryStoreError as exc:
                 for i in members:
                     results[i] = exc
+        return covered
 
     def _deliver_one(
         self, item: tuple[str, Sequence[bytes], str, str], fsync: bool
