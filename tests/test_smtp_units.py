@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unittest
 
 from hypothesis import example, given, settings
@@ -156,6 +157,64 @@ class DotReaderTests(unittest.TestCase):
                 "Message refused: line longer than 18 octets"))
         else:
             self.assertIsNone(refusal)
+
+
+class _Collected:
+    """A stand-in for MessageBody that keeps every octet DotReader passes on."""
+
+    def __init__(self, max_line: int) -> None:
+        self.max_line = max_line
+        self.chunks: list[bytes] = []
+
+    def add(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+
+_DATA_PIECES = [b"a", b".", b"..", b"\r", b"\n", b"\r\n", b"\r\n.\r\n", b"\r\n.", b".\r\n",
+                b"x" * 20]
+
+
+class DotReaderReferenceTests(unittest.TestCase):
+    """DotReader against a plain whole-stream reference: the message ends at the first CRLF "."
+    CRLF (the DATA line's own CRLF counts), and every line starting with "." loses that "."."""
+
+    @staticmethod
+    def reference(stream: bytes) -> tuple[bytes, bytes] | None:
+        content = b"\r\n" + stream
+        end = content.find(b"\r\n.\r\n")
+        if end < 0:
+            return None
+        message = content[2 : end + 2]
+        return re.sub(rb"(^|\n)\.", rb"\1", message), content[end + 5 :]
+
+    @given(
+        st.lists(st.sampled_from(_DATA_PIECES), max_size=30),
+        st.lists(st.integers(min_value=0, max_value=200), max_size=8),
+        st.sampled_from([8, 998]),
+    )
+    @example(parts=[b"a", b"\r\n", b".", b"\r\n.\r\n"], cuts=[], max_line=998)  # stuffed, then end
+    @example(parts=[b"\r\n.", b"a", b"\r\n.\r\n"], cuts=[2], max_line=998)  # "." starts a read
+    @example(parts=[b"\r", b"\r\n.\r\n"], cuts=[1], max_line=998)  # the end after a lone CR
+    @settings(max_examples=500, deadline=None)
+    def test_any_reads_give_the_reference_message_and_leftover(
+        self, parts: list[bytes], cuts: list[int], max_line: int
+    ) -> None:
+        stream = b"".join(parts)
+        points = sorted({min(c, len(stream)) for c in cuts})
+        pieces = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)]) if b > a]
+        body = _Collected(max_line)
+        reader = DotReader(body)  # type: ignore[arg-type]
+        leftover = None
+        for n, piece in enumerate(pieces):
+            leftover = reader.feed(piece)
+            if leftover is not None:
+                leftover += b"".join(pieces[n + 1 :])
+                break
+        expected = self.reference(stream)
+        if expected is None:
+            self.assertIsNone(leftover)
+        else:
+            self.assertEqual((b"".join(body.chunks), leftover), expected)
 
 
 class MessageBodyCheckTests(unittest.TestCase):

@@ -35,7 +35,9 @@ from mailsuite.smtp.replies import Reply
 # the regular expression engine scans 64 KiB of text in about half the time (27 against 65 µs
 # for LF ".", 26 against 34 µs for the end of data, measured here on CPython 3.11).
 _END_OF_DATA = re.compile(rb"\r\n\.\r\n")
-_STUFFED_DOT = re.compile(rb"\n\.")
+# A line starting with ".": a stuffed dot, or the end of data. Most reads have none, or only
+# the end, so one scan for this usually settles both questions (DotReader.feed).
+_LINE_DOT = re.compile(rb"\n\.")
 _RECEIVED = re.compile(rb"(?:^|\n)received[ \t]*:", re.IGNORECASE)
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _HEADER_LIMIT = 256 * 1024  # how far to look for the end of the header block
@@ -195,30 +197,43 @@ class DotReader:
     def feed(self, data: bytes) -> bytes | None:
         """Consume the next read; see the class docstring."""
         buf = self._pending + data if self._pending else data
-        search = self._tail + buf
-        found = _END_OF_DATA.search(search)
-        if found is not None:
-            end = found.start()
-            self._pending = b""
-            self._emit(search[2 : end + 2])
-            return search[end + 5 :]
+        search = self._tail + buf  # the last two octets passed on, then the new ones
+        # Everything passed on below is part of search[2:]: where search has no LF ".", there is
+        # neither an end nor a dot to remove; where the first one is the end, nothing before it
+        # has a dot to remove either.
+        first = _LINE_DOT.search(search)
+        dots = False  # whether what is passed on may hold a dot to remove
+        if first is not None:
+            at = first.start()
+            if at and search.startswith(b"\r\n.\r\n", at - 1):
+                end = at - 1
+            else:  # a stuffed dot first: the end, if any, is further on
+                dots = True
+                found = _END_OF_DATA.search(search, at)
+                end = -1 if found is None else found.start()
+            if end >= 0:
+                self._pending = b""
+                self._emit(search[2 : end + 2], dots)
+                return search[end + 5 :]
         last_lf = buf.rfind(b"\n")
         if last_lf < 0:
             if len(buf) > self._limit:
                 # A long line without LF: pass it on (MessageBody notes the length), keep nothing.
                 self._pending = b""
-                self._emit(buf)
+                self._emit(buf, dots)
             else:
                 self._pending = buf
             return None
         self._pending = buf[last_lf + 1 :]
-        self._emit(buf[: last_lf + 1])
+        self._emit(buf[: last_lf + 1], dots)
         if len(self._pending) > self._limit:
             rest, self._pending = self._pending, b""
-            self._emit(rest)
+            self._emit(rest, dots)
         return None
 
-    def _emit(self, chunk: bytes) -> None:
+    def _emit(self, chunk: bytes, dots: bool = True) -> None:
+        """Pass ``chunk`` on without its stuffed dots; ``dots`` False: it has none inside (a
+        leading "." of a chunk that starts a line is checked here in any case)."""
         if not chunk:
             return
         tail = chunk[-2:]
@@ -228,6 +243,6 @@ class DotReader:
         # RFC 5321 4.5.2: a line starting with "." has that first "." removed.
         if starts_line and chunk[0] == 0x2E:
             chunk = chunk[1:]
-        if _STUFFED_DOT.search(chunk):
+        if dots and _LINE_DOT.search(chunk):
             chunk = chunk.replace(b"\n.", b"\n")
         self.body.add(chunk)
