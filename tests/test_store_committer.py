@@ -170,7 +170,8 @@ def test_the_directory_fsync_follows_the_setting_and_the_file_system(
         tmp_path, StoreSettings(directory_fsync=mode), recorded_fsync_dir)
     mountinfo = tmp_path / "mountinfo"
     mountinfo.write_text(f"27 1 254:0 / / rw - {file_system} /dev/vda rw\n")
-    committer.name_durability = NameDurability(mode, str(mountinfo))
+    linux = SimpleNamespace(sysname="Linux", release="6.1.0")
+    committer.name_durability = NameDurability(mode, str(mountinfo), linux)
     try:
         for n in range(3):  # the first finds out about O_TMPFILE and syncs new/ in any case
             assert _outcome(committer.deliver(folder, [b"Subject: %d\r\n\r\n" % n], f"{n}.M1")) \

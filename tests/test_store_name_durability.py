@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 
-from mailsuite.store.name_durability import NameDurability, file_system_type
+from mailsuite.store.name_durability import NameDurability, file_system_type, recent_linux
 
 MOUNTINFO = """\
 22 27 0:21 / /proc rw,relatime - proc proc rw
@@ -40,10 +41,13 @@ def test_no_mount_applies():
     assert file_system_type("/var/mail", ["27 1 254:0 / /srv rw - ext4 /dev/vda rw"]) is None
 
 
-def _durability(tmp_path, mode="auto", text=MOUNTINFO):
+LINUX_6 = SimpleNamespace(sysname="Linux", release="6.1.0-13-amd64")
+
+
+def _durability(tmp_path, mode="auto", text=MOUNTINFO, uname=LINUX_6):
     path = tmp_path / "mountinfo"
     path.write_text(text)
-    return NameDurability(mode, str(path))
+    return NameDurability(mode, str(path), uname)
 
 
 def test_auto_skips_the_directory_fsync_only_where_the_file_fsync_covers_the_name(tmp_path):
@@ -63,7 +67,17 @@ def test_always_fsyncs_every_directory(tmp_path):
 
 
 def test_without_a_mount_table_the_directory_is_fsynced(tmp_path):
-    assert not NameDurability("auto", str(tmp_path / "missing")).covers("/home/alice/new")
+    assert not NameDurability("auto", str(tmp_path / "missing"), LINUX_6).covers("/home/alice/new")
+
+
+def test_older_kernels_and_other_systems_fsync_every_directory(tmp_path):
+    """Before Linux 5.0 not all four file systems make the name durable with the file."""
+    old = SimpleNamespace(sysname="Linux", release="4.19.0-26-amd64")
+    assert not _durability(tmp_path, uname=old).covers("/home/alice/Maildir/new")
+    bsd = SimpleNamespace(sysname="FreeBSD", release="14.1-RELEASE")
+    assert not _durability(tmp_path, uname=bsd).covers("/home/alice/Maildir/new")
+    assert [recent_linux("Linux", r) for r in ("5.0.0", "5.10.0-30", "10.2", "4.20.17", "x")] == [
+        True, True, True, False, False]
 
 
 def test_symlinks_are_resolved_before_the_mount_table_is_read(tmp_path):
