@@ -27,6 +27,7 @@ from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 from twisted.python import usage, util
 
+from mailsuite import reactor as mailsuite_reactor
 from mailsuite import twistd_log
 from mailsuite.config import IMPLICIT_TLS, SERVICES, Config, load_config
 from mailsuite.errors import ConfigError, MailsuiteError
@@ -391,6 +392,7 @@ def build(config: Config, reactor: Any, uid: int | None = None,
 
 def makeService(options: Options) -> service.IService:
     """Called by twistd: the server for ``--config`` (or ./mailsuite.toml, or defaults)."""
+    mailsuite_reactor.install()  # unless twistd was given -r (mailsuite/reactor.py says why)
     from twisted.internet import reactor
 
     _hand_ids_to_twistd(options)
