@@ -265,6 +265,37 @@ class MessageBodyCheckTests(unittest.TestCase):
             self.assertEqual(refusal.enhanced, "5.6.0")
 
 
+class HeaderBlockTests(unittest.TestCase):
+    """MessageBody.header_block and received_count against the plain regular expressions they
+    replace, for any content cut into any chunks."""
+
+    @staticmethod
+    def reference(content: bytes) -> tuple[bytes, int]:
+        match = re.search(rb"\r?\n\r?\n", content)
+        block = b"" if content.startswith(b"\r\n") else content[: match.end()] if match else content
+        received = len(re.findall(rb"(?:^|\n)received[ \t]*:", block, re.IGNORECASE))
+        return block, received
+
+    @given(
+        st.lists(st.sampled_from([b"a", b":", b" ", b"\r", b"\n", b"\r\n", b"Received:",
+                                  b"rEcEiVeD \t:", b"Received-SPF:", b"x-received:"]),
+                 max_size=40),
+        st.lists(st.integers(min_value=0, max_value=120), max_size=6),
+    )
+    @example(parts=[b"a", b"\r\n", b"\r\n", b"b"], cuts=[2, 3])  # the blank line cut in two
+    @example(parts=[b"a", b"\n", b"\r\n"], cuts=[2])  # LF CR LF over two chunks
+    @example(parts=[b"\r\n", b"Received:"], cuts=[])  # no header section at all
+    @settings(max_examples=500, deadline=None)
+    def test_matches_the_regular_expressions(self, parts: list[bytes], cuts: list[int]) -> None:
+        content = b"".join(parts)
+        points = sorted({min(c, len(content)) for c in cuts})
+        body = MessageBody(10_000, 1000, 50)
+        body.chunks = [content[a:b] for a, b in zip([0, *points], [*points, len(content)]) if b > a]
+        block, received = self.reference(content)
+        self.assertEqual(body.header_block(), block)
+        self.assertEqual(body.received_count(), received)
+
+
 class PolicyTests(unittest.TestCase):
     @classmethod
     def setUpClass(cls) -> None:

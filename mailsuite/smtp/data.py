@@ -38,8 +38,8 @@ _END_OF_DATA = re.compile(rb"\r\n\.\r\n")
 # A line starting with ".": a stuffed dot, or the end of data. Most reads have none, or only
 # the end, so one scan for this usually settles both questions (DotReader.feed).
 _LINE_DOT = re.compile(rb"\n\.")
-_RECEIVED = re.compile(rb"(?:^|\n)received[ \t]*:", re.IGNORECASE)
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
+# Matched in lower case, after an LF put in front: a literal start lets the engine skip ahead.
+_RECEIVED = re.compile(rb"\nreceived[ \t]*:")
 _HEADER_LIMIT = 256 * 1024  # how far to look for the end of the header block
 
 
@@ -161,21 +161,36 @@ class MessageBody:
     def header_block(self) -> bytes:
         """The header section (up to and including the blank line, or what there is)."""
         head = b""
+        end = -1
         for chunk in self.chunks:
+            start = max(len(head) - 3, 0)  # a blank line may straddle two chunks
             head += chunk
-            if _HEADER_END.search(head) or len(head) > _HEADER_LIMIT:
+            end = _header_end(head, start)
+            if end >= 0 or len(head) > _HEADER_LIMIT:
                 break
         if head.startswith(b"\r\n"):
             return b""
-        match = _HEADER_END.search(head)
-        return head[: match.end()] if match else head
+        return head[:end] if end >= 0 else head
 
     def received_count(self) -> int:
-        """How many Received: header fields the message carries."""
-        head = self.header_block()
-        if b"eceived" not in head and b"ECEIVED" not in head:
+        """How many Received: header fields the message carries (names in any case)."""
+        head = b"\n" + self.header_block().lower()
+        if b"\nreceived" not in head:
             return 0
         return len(_RECEIVED.findall(head))
+
+
+def _header_end(head: bytes, start: int = 0) -> int:
+    """Where the first blank line (``\\r?\\n\\r?\\n``) at or after ``start`` ends, or -1.
+
+    ``bytes.find`` for its LF CR LF form, then for LF LF only before that: the regular
+    expression, which may begin with CR or LF and so cannot skip ahead, took 5 µs per 2 KB, and
+    LF LF, absent from CRLF text, would be looked for to the end of the message."""
+    lf_crlf = head.find(b"\n\r\n", start)
+    lf_lf = head.find(b"\n\n", start, None if lf_crlf < 0 else lf_crlf + 1)
+    if lf_lf >= 0:
+        return lf_lf + 2
+    return lf_crlf + 3 if lf_crlf >= 0 else -1
 
 
 class DotReader:
