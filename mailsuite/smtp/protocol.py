@@ -50,6 +50,12 @@ def tls_details(transport: Any) -> tuple[str | None, str | None, int | None]:
         return ("TLS", "unknown", None)
 
 
+# Verb -> the method that answers it (looked up per command: no bound methods per connection).
+_HANDLERS = {verb: "do_" + verb for verb in (
+    "HELO", "EHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "VRFY", "HELP",
+    "STARTTLS", "AUTH")}
+
+
 class SMTPServerProtocol(AuthCommands, MailCommands, Protocol):
     """One SMTP connection; see the module docstring.
 
@@ -82,21 +88,6 @@ class SMTPServerProtocol(AuthCommands, MailCommands, Protocol):
         self._idle_call: Any = None
         self._session_call: Any = None
         self._command_limit = self.settings.max_line_length
-        self._handlers: dict[str, Callable[[str], Reply | defer.Deferred[Reply]]] = {
-            "HELO": self.do_HELO,
-            "EHLO": self.do_EHLO,
-            "MAIL": self.do_MAIL,
-            "RCPT": self.do_RCPT,
-            "DATA": self.do_DATA,
-            "BDAT": self.do_BDAT,
-            "RSET": self.do_RSET,
-            "NOOP": self.do_NOOP,
-            "QUIT": self.do_QUIT,
-            "VRFY": self.do_VRFY,
-            "HELP": self.do_HELP,
-            "STARTTLS": self.do_STARTTLS,
-            "AUTH": self.do_AUTH,
-        }
 
     # --- connection ------------------------------------------------------------------------
 
@@ -114,7 +105,7 @@ class SMTPServerProtocol(AuthCommands, MailCommands, Protocol):
         clock = self.server.ctx.reactor
         self._idle_call = clock.callLater(self.settings.idle_timeout, self._idle_timeout)
         self._session_call = clock.callLater(self.settings.session_timeout, self._session_timeout)
-        self._send(Reply(220, None, f"{self.server.hostname} ESMTP mailsuite"))
+        self._send(self.server.greeting)
         self._flush()  # the client's clock runs from here: the log line can follow
         self.server.ctx.maillog.log(
             "connect", client=self.session.peer_ip, role=self.session.role, tls=self.session.tls
@@ -242,10 +233,11 @@ class SMTPServerProtocol(AuthCommands, MailCommands, Protocol):
             return
         verb, _, argument = text.partition(" ")
         verb = verb.upper()
-        handler = self._handlers.get(verb)
-        if handler is None:
+        method = _HANDLERS.get(verb)
+        if method is None:
             self._error(replies.NOT_IMPLEMENTED if verb in _NOT_IMPLEMENTED else replies.UNKNOWN_COMMAND)
             return
+        handler: Callable[[str], Reply | defer.Deferred[Reply]] = getattr(self, method)
         if verb == "AUTH" and len(line) > MAX_AUTH_LINE:
             self._error(replies.AUTH_LINE_TOO_LONG)
             return
@@ -324,7 +316,7 @@ class SMTPServerProtocol(AuthCommands, MailCommands, Protocol):
         self._reset_transaction()
         self.session.helo = name
         self.session.esmtp = False
-        return Reply(250, None, self.server.hostname)
+        return self.server.helo_reply
 
     def do_EHLO(self, argument: str) -> Reply:
         """RFC 5321 4.1.1.1 with the extensions of this role."""

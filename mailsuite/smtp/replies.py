@@ -6,7 +6,7 @@ below are every reply the server sends, so tests can name the reply they expect.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,25 +14,31 @@ class Reply:
     """One SMTP reply (RFC 5321 4.2) with its enhanced status code (RFC 2034, RFC 3463).
 
     ``text`` may contain ``\\n`` for a multi-line reply. ``enhanced`` is None for replies that
-    carry no enhanced code (the greeting and 354, RFC 2034 section 3).
+    carry no enhanced code (the greeting and 354, RFC 2034 section 3). The wire form is made
+    once, when the reply is: the constants below are sent many times per message.
     """
 
     code: int
     enhanced: str | None
     text: str
+    _wire: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        prefix = f"{self.enhanced} " if self.enhanced else ""
+        if "\n" not in self.text:  # nearly every reply: one line
+            wire = f"{self.code} {prefix}{self.text}\r\n".encode()
+        else:
+            lines = self.text.split("\n")
+            last = len(lines) - 1
+            wire = "".join(
+                f"{self.code}{' ' if i == last else '-'}{prefix}{line}\r\n"
+                for i, line in enumerate(lines)
+            ).encode()
+        object.__setattr__(self, "_wire", wire)
 
     def encode(self) -> bytes:
         """The reply as it goes on the wire, every line ending in CRLF."""
-        prefix = f"{self.enhanced} " if self.enhanced else ""
-        if "\n" not in self.text:  # nearly every reply: one line
-            return f"{self.code} {prefix}{self.text}\r\n".encode()
-        lines = self.text.split("\n")
-        out = []
-        last = len(lines) - 1
-        for i, line in enumerate(lines):
-            sep = " " if i == last else "-"
-            out.append(f"{self.code}{sep}{prefix}{line}\r\n")
-        return "".join(out).encode("utf-8")
+        return self._wire
 
     def with_text(self, text: str) -> Reply:
         """The same code with other text."""

@@ -79,6 +79,9 @@ class SMTPFactory(Factory):
         self.role = role
         self.settings = settings or _settings_of(ctx)
         self.hostname = hostname or _hostname_of(ctx)
+        # Made once: every connection sends the one, most clients that use HELO the other.
+        self.greeting = replies.Reply(220, None, f"{self.hostname} ESMTP mailsuite")
+        self.helo_reply = replies.Reply(250, None, self.hostname)
         self.limiter = limiter or shared_limiter(ctx, self.settings)
         self.memory = shared_memory(ctx, self.settings.max_message_memory)
         self.intake = MessageIntake(ctx, self.hostname, LocalDelivery(ctx.store, ctx.accounts))
