@@ -34,13 +34,19 @@ _PLAIN = re.compile(r"^[^\s\"'=\\\x00-\x1f\x7f]*$")
 
 
 def _value(value: Any) -> str:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "backslashreplace")
-    elif isinstance(value, (list, tuple, set, frozenset)):
-        value = ",".join(str(v) for v in value)
+    kind = type(value)
+    if kind is int or kind is bool:  # sizes, counts, flags: always plain (the common fields)
+        return str(value)
+    if kind is str:
+        text = value
     elif value is None:
-        value = "-"
-    text = str(value)
+        return "-"
+    elif isinstance(value, bytes):
+        text = value.decode("utf-8", "backslashreplace")
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        text = ",".join(str(v) for v in value)
+    else:
+        text = str(value)
     if text and _PLAIN.match(text):
         return text
     return json.dumps(text, ensure_ascii=False)
@@ -56,9 +62,7 @@ def _redact(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _join(event: str, redacted: dict[str, Any]) -> str:
-    parts = [_value(event)]
-    parts.extend(f"{k}={_value(v)}" for k, v in redacted.items())
-    return " ".join(parts)
+    return " ".join([_value(event), *[f"{k}={_value(v)}" for k, v in redacted.items()]])
 
 
 def format_body(event: str, fields: dict[str, Any]) -> str:
