@@ -26,12 +26,10 @@ _NOT_NOW = (BlockingIOError, InterruptedError)
 
 def _queue_is_empty(transport: tcp.Server) -> bool:
     """Nothing is waiting in Twisted's write buffers (sent data would overtake it)."""
-    pending = getattr(transport, "_tempDataBuffer", None)
-    buffer = getattr(transport, "dataBuffer", None)
-    offset = getattr(transport, "offset", None)
-    if pending is None or buffer is None or offset is None:
+    try:
+        return not transport._tempDataBuffer and transport.offset == len(transport.dataBuffer)
+    except AttributeError:
         return False  # a Twisted without these buffers: do not guess
-    return not pending and offset == len(buffer)
 
 
 def write_now(transport: Any, data: bytes) -> None:
