@@ -18,6 +18,8 @@ component of a child (``inbox/x`` -> ``INBOX/x``).
 
 from __future__ import annotations
 
+import functools
+
 from mailsuite import mutf7
 from mailsuite.errors import InvalidFolderName
 from mailsuite.interfaces import HIERARCHY_DELIMITER, INBOX
@@ -60,6 +62,16 @@ def split_name(name: str) -> tuple[str, ...]:
 
 def canonical_name(name: str) -> str:
     """The validated, canonical spelling of a folder name."""
+    if type(name) is not str:
+        split_name(name)  # raises InvalidFolderName
+    return _canonical_name(name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _canonical_name(name: str) -> str:
+    # Every delivery and most IMAP commands name a folder, nearly always one of a few: the
+    # checks (a Modified UTF-7 encoding per level) are made once per spelling. Invalid names
+    # raise, and exceptions are not cached.
     parts = split_name(name)
     return HIERARCHY_DELIMITER.join(parts) if parts else INBOX
 
