@@ -77,7 +77,7 @@ class Context:
 
 def check_missing(server: str, parts: tuple[str, ...]) -> str | None:
     """Why ``server`` cannot run here (with the install command), or None."""
-    if server == "mailsuite":
+    if server.startswith("mailsuite"):  # "mailsuite, fsync off" too
         return peers.mailsuite_missing(parts)
     if server == "Postfix":
         return postfix.missing()

@@ -5,6 +5,10 @@ Each server is started fresh (empty Maildir) for each run.  The clock starts jus
 (``new/`` plus ``cur/``), so a server that answers 250 before writing (or, like Postfix, writes
 into its queue first and delivers later) is timed until the mail is really in the mailbox.
 The rate when ``smtp-source`` exits (all 250s received) is reported too.
+
+``mailsuite, fsync off`` is mailsuite with ``[store] fsync = false``: not durable, never to be
+run so, and not a peer. It is there to show, in the same run, what the disk's part of each
+figure is: how fast the same server would be if a durable write cost nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from benchlib import fixtures, peers, postfix, procs
 from benchlib.results import Case, Outcome, Run, Workload, brief
 
 USER = "alice"
-SERVERS = ("mailsuite", "twistd mail", "aiosmtpd", "Postfix")
+NO_FSYNC = "mailsuite, fsync off"
+SERVERS = ("mailsuite", "twistd mail", "aiosmtpd", "Postfix", NO_FSYNC)
 
 
 def smtp_source(port: int, size: int, clients: int, count: int, timeout: float) -> None:
@@ -72,12 +77,14 @@ def run_once(server: str, workdir: Path, size: int, clients: int, count: int,
                            count, timeout)
         finally:
             pf.stop()
-    if server == "mailsuite":
+    if server in ("mailsuite", NO_FSYNC):
         srv = peers.Mailsuite(workdir)
+        settings: dict[str, dict[str, object]] = {
+            "smtp": {"max_connections_per_ip": 1000, "max_connections": 2000}}
+        if server == NO_FSYNC:
+            settings["store"] = {"fsync": False}
         try:
-            srv.start(listen=("smtp",), users=[USER],
-                      settings={"smtp": {"max_connections_per_ip": 1000,
-                                         "max_connections": 2000}})
+            srv.start(listen=("smtp",), users=[USER], settings=settings)
             return measure(srv.root_pids, srv.ports["smtp"], srv.maildir(USER), size, clients,
                            count, timeout)
         finally:
@@ -117,6 +124,9 @@ def run(ctx) -> Workload:
                     "virtual agent delivers into the Maildir with fsync); `twistd mail` never "
                     "fsyncs. `twistd mail` runs through bench/twistd_mail_py3.py, which only "
                     "repairs the str/bytes errors that stop it from delivering on Python 3.")
+    wl.notes.append(f"'{NO_FSYNC}' is mailsuite with `[store] fsync = false`: not durable and "
+                    "not a peer, but the same server with the disk's waits taken out. Its ratio "
+                    "is the share of mailsuite's speed that durable writes leave.")
     for size, count in counts.items():
         for clients in (1, 20):
             case = Case(f"{size // 1024} KB x {count}, {clients} client{'s' if clients > 1 else ''}",
