@@ -50,10 +50,10 @@ def tls_details(transport: Any) -> tuple[str | None, str | None, int | None]:
         return ("TLS", "unknown", None)
 
 
-# Verb -> the method that answers it (looked up per command: no bound methods per connection).
-_HANDLERS = {verb: "do_" + verb for verb in (
+# The verbs answered; ``do_<VERB>`` is looked up per command (no bound methods per connection).
+_VERBS = frozenset({
     "HELO", "EHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "VRFY", "HELP",
-    "STARTTLS", "AUTH")}
+    "STARTTLS", "AUTH"})
 
 
 class SMTPServerProtocol(AuthCommands, MailCommands, Protocol):
@@ -233,11 +233,10 @@ class SMTPServerProtocol(AuthCommands, MailCommands, Protocol):
             return
         verb, _, argument = text.partition(" ")
         verb = verb.upper()
-        method = _HANDLERS.get(verb)
-        if method is None:
+        if verb not in _VERBS:
             self._error(replies.NOT_IMPLEMENTED if verb in _NOT_IMPLEMENTED else replies.UNKNOWN_COMMAND)
             return
-        handler: Callable[[str], Reply | defer.Deferred[Reply]] = getattr(self, method)
+        handler: Callable[[str], Reply | defer.Deferred[Reply]] = getattr(self, "do_" + verb)
         if verb == "AUTH" and len(line) > MAX_AUTH_LINE:
             self._error(replies.AUTH_LINE_TOO_LONG)
             return
